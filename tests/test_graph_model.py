@@ -1,0 +1,105 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vgae_toolkit.data.graphs import make_sbm
+from vgae_toolkit.errors import ConfigError
+from vgae_toolkit.models.graph import GraphAutoEncoder, GraphBatch, inner_product
+from vgae_toolkit.tasks.link import LinkPredictionTask, normalized_adjacency
+from vgae_toolkit.trainer import Trainer
+
+PATH = torch.tensor([[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]])  # 0-1-2-3
+
+
+def dense_normalized(edge_index, n):
+    a = torch.zeros(n, n)
+    a[edge_index[0], edge_index[1]] = 1
+    a = a + torch.eye(n)
+    d = a.sum(1).pow(-0.5)
+    return d[:, None] * a * d[None, :]
+
+
+def test_decoder_is_sigmoid_of_z_zt():
+    z = torch.tensor([[1.0, 0.0], [0.5, 2.0], [-1.0, 1.0]])
+    pairs = torch.tensor([[0, 1, 2, 0], [1, 2, 0, 0]])
+    expected = torch.sigmoid(z @ z.t())[pairs[0], pairs[1]]
+    assert torch.allclose(torch.sigmoid(inner_product(z, pairs)), expected)
+    assert torch.allclose(inner_product(z, pairs), torch.tensor([0.5, 1.5, -1.0, 1.0]))
+
+
+def test_normalized_adjacency_matches_dense_formula():
+    adj = normalized_adjacency(PATH, 4)
+    assert adj.layout == torch.sparse_csr
+    assert torch.allclose(adj.to_dense(), dense_normalized(PATH, 4), atol=1e-6)
+
+
+@pytest.mark.parametrize("features", [True, False])
+def test_encoder_is_a_two_layer_gcn(features):
+    torch.manual_seed(0)
+    x = torch.randn(4, 3)
+    model = GraphAutoEncoder(in_channels=3 if features else None, num_nodes=4, hidden=5, latent=2)
+    batch = GraphBatch(x=x if features else None, adj=normalized_adjacency(PATH, 4), pos=PATH[:, ::2])
+    post = model.encode(batch)
+    a, enc = dense_normalized(PATH, 4), model.encoder
+    if features:
+        h = (a @ (x @ enc.conv1.lin.weight.t()) + enc.conv1.bias).relu()
+    else:  # Â I W0: a learnable per-node embedding, no identity matrix
+        assert enc.embedding.shape == (4, 5)
+        h = (a @ enc.embedding + enc.embedding_bias).relu()
+    mu = a @ (h @ enc.conv_mu.lin.weight.t()) + enc.conv_mu.bias
+    logstd = a @ (h @ enc.conv_logstd.lin.weight.t()) + enc.conv_logstd.bias
+    assert torch.allclose(post.mu, mu, atol=1e-5)
+    assert torch.allclose(post.logstd, logstd, atol=1e-5)
+
+
+def test_gae_is_deterministic_and_has_no_kl():
+    model = GraphAutoEncoder(in_channels=3, num_nodes=4, variational=False)
+    batch = GraphBatch(x=torch.randn(4, 3), adj=normalized_adjacency(PATH, 4), pos=PATH[:, ::2], neg=torch.tensor([[0], [3]]))
+    out1, out2 = model.loss(batch), model.loss(batch)
+    assert out1["kl"] == 0 and torch.equal(out1["loss"], out2["loss"])
+    assert model.encode(batch).logstd is None
+
+
+def test_dense_loss_equals_weighted_bce_over_all_pairs():
+    torch.manual_seed(0)
+    n, pos = 4, PATH[:, ::2]  # edges 0-1, 1-2, 2-3
+    z = torch.randn(n, 3)
+    labels = torch.zeros(n, n)
+    labels[PATH[0], PATH[1]] = 1
+    num_ones = labels.sum()
+    labels += torch.eye(n)  # the reference code's adj_label = A_train + I
+    pos_weight = (n * n - num_ones) / num_ones
+    norm = n * n / (2 * (n * n - num_ones))
+    expected = norm * F.binary_cross_entropy_with_logits(z @ z.t(), labels, pos_weight=pos_weight)
+    assert torch.allclose(GraphAutoEncoder._dense_recon(z, pos), expected, atol=1e-6)
+
+
+def test_sampled_loss_is_bce_on_positives_and_negatives():
+    z = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    pos, neg = torch.tensor([[0], [1]]), torch.tensor([[0, 0], [2, 1]])
+    model = GraphAutoEncoder(in_channels=2, num_nodes=3, variational=False)
+    batch = GraphBatch(x=None, adj=normalized_adjacency(PATH[:, :4], 3), pos=pos, neg=neg)
+    expected = F.binary_cross_entropy(torch.sigmoid(torch.tensor([1.0])), torch.ones(1)) + F.binary_cross_entropy(
+        torch.sigmoid(torch.tensor([0.0, 1.0])), torch.zeros(2))
+    assert torch.allclose(model._sampled_recon(z, batch), expected)
+
+
+def test_dense_refused_above_node_limit():
+    with pytest.raises(ConfigError, match="dense_max_nodes"):
+        GraphAutoEncoder(in_channels=None, num_nodes=50, recon="dense", dense_max_nodes=10)
+    with pytest.raises(ConfigError, match="model.recon"):
+        GraphAutoEncoder(in_channels=None, num_nodes=5, recon="full")
+
+
+@pytest.mark.parametrize("variational", [False, True])
+@pytest.mark.parametrize("recon", ["sampled", "dense"])
+def test_learns_links_on_sbm(variational, recon):
+    torch.manual_seed(0)
+    task = LinkPredictionTask(make_sbm(num_nodes=400, num_blocks=20, p_in=0.4, p_out=0.001, seed=0), split_seed=0)
+    model = GraphAutoEncoder(**task.model_kwargs(), variational=variational, recon=recon)
+    before = task.evaluate(model, "val")["val_ap"]
+    fit = Trainer(epochs=60, progress=False).fit(model, task.train_batches(model), lambda m: task.evaluate(m, "val"))
+    test = task.evaluate(model, "test")
+    assert fit.history[-1]["train_recon"] < fit.history[0]["train_recon"]
+    assert fit.history[-1]["val_ap"] > before
+    assert test["test_auc"] > 0.9 and test["test_ap"] > 0.9, test

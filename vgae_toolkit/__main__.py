@@ -1,0 +1,22 @@
+"""Command line: ``python -m vgae_toolkit model=vgae dataset=cora`` (Hydra overrides)."""
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from vgae_toolkit.errors import ToolkitError
+from vgae_toolkit.run import run
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    try:
+        run(cfg)
+    except ToolkitError as err:  # a named, expected failure: one line, no traceback
+        logging.getLogger("vgae_toolkit").error("%s: %s", type(err).__name__, err)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

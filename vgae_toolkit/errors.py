@@ -1,0 +1,17 @@
+"""The toolkit's exceptions: each names what was wrong, where, and what was expected."""
+
+
+class ToolkitError(Exception):
+    """Base class; the command-line entry point prints these as one line, without a traceback."""
+
+
+class ConfigError(ToolkitError, ValueError):
+    """A configuration value or combination that cannot work (names the key)."""
+
+
+class DataError(ToolkitError):
+    """A dataset that is missing or malformed (names the file or directory and the fix)."""
+
+
+class TrainingError(ToolkitError, RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); what was written so far is kept."""

@@ -1,0 +1,175 @@
+"""Graph auto-encoders (GAE and VGAE) for link prediction.
+
+Kipf & Welling, *Variational Graph Auto-Encoders* (https://arxiv.org/abs/1611.07308):
+a two-layer GCN encoder q(Z|X, A) over the normalised adjacency
+Â = D^-1/2 (A + I) D^-1/2 and an inner-product decoder p(A_ij = 1 | z_i, z_j) = sigma(z_i·z_j).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.nn import GCNConv
+from torch_geometric.nn.inits import glorot, zeros
+
+from vgae_toolkit.errors import ConfigError
+from vgae_toolkit.models.latent import Posterior
+
+
+@dataclass
+class GraphBatch:
+    """One full-graph training or evaluation batch.
+
+    Attributes:
+        x: node features ``[N, F]``, or ``None`` for featureless (GAE*/VGAE*) runs.
+        adj: the normalised training adjacency Â as a sparse CSR tensor ``[N, N]``.
+        pos: positive pairs ``[2, P]`` (training edges, one orientation each).
+        neg: sampled negative pairs ``[2, Q]``, or ``None`` (the dense loss needs none).
+    """
+
+    x: Tensor | None
+    adj: Tensor
+    pos: Tensor
+    neg: Tensor | None = None
+
+    @property
+    def num_nodes(self) -> int:
+        return self.adj.size(0)
+
+
+class GCNEncoder(nn.Module):
+    """Two GCN layers: H = ReLU(Â X W0); mu = Â H W_mu; log sigma = Â H W_sigma (VGAE only).
+
+    The adjacency is normalised once by the caller and passed as a sparse tensor, so no
+    normalisation is recomputed per epoch. Without features the first layer is a learnable
+    per-node embedding: Â I W0 = Â W0, never a dense identity matrix.
+
+    Args:
+        in_channels (int, optional): feature size; ``None`` for featureless input.
+        num_nodes (int): nodes of the graph (size of the featureless embedding).
+        hidden (int): first-layer width (paper: 32).
+        latent (int): latent size (paper: 16).
+        variational (bool): add the log-sigma head (VGAE) or not (GAE).
+        dropout (float): dropout on layer inputs (reference code: 0).
+    """
+
+    def __init__(self, *, in_channels: int | None, num_nodes: int, hidden: int = 32, latent: int = 16,
+                 variational: bool = True, dropout: float = 0.0) -> None:
+        super().__init__()
+        if hidden < 1 or latent < 1:
+            raise ConfigError(f"model.hidden and model.latent must be positive, got {hidden} and {latent}")
+        self.dropout = dropout
+        if in_channels is None:
+            self.embedding = nn.Parameter(torch.empty(num_nodes, hidden))  # W0 of Â I W0
+            self.embedding_bias = nn.Parameter(torch.empty(hidden))
+            self.conv1 = None
+        else:
+            self.conv1 = GCNConv(in_channels, hidden, normalize=False)
+        self.conv_mu = GCNConv(hidden, latent, normalize=False)
+        self.conv_logstd = GCNConv(hidden, latent, normalize=False) if variational else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for module in self.children():
+            module.reset_parameters()
+        if self.conv1 is None:
+            glorot(self.embedding)
+            zeros(self.embedding_bias)
+
+    def forward(self, x: Tensor | None, adj: Tensor) -> Posterior:
+        if self.conv1 is None:
+            h = adj @ F.dropout(self.embedding, self.dropout, self.training) + self.embedding_bias
+        else:
+            h = self.conv1(F.dropout(x, self.dropout, self.training), adj)
+        h = F.dropout(h.relu(), self.dropout, self.training)  # [num_nodes, hidden]
+        mu = self.conv_mu(h, adj)  # [num_nodes, latent]
+        logstd = None if self.conv_logstd is None else self.conv_logstd(h, adj)
+        return Posterior(mu, logstd)
+
+
+def inner_product(z: Tensor, pairs: Tensor) -> Tensor:
+    """Decoder logits z_i·z_j for the given pairs only: ``[P]`` (no N x N tensor)."""
+    return (z[pairs[0]] * z[pairs[1]]).sum(dim=-1)
+
+
+class GraphAutoEncoder(nn.Module):
+    """GAE (``variational=False``) or VGAE with a choice of reconstruction loss.
+
+    Args:
+        in_channels, num_nodes: filled in from the data at run time.
+        hidden, latent, variational, dropout: see :class:`GCNEncoder`.
+        recon (str): ``sampled`` — BCE on the training edges and ``neg_ratio`` uniform
+            negatives per edge, O(E) per epoch; ``dense`` — the paper's weighted BCE over all
+            N^2 pairs with ``pos_weight`` and ``norm`` (reference code, ``optimizer.py``),
+            O(N^2) memory, so refused above ``dense_max_nodes``.
+        neg_ratio (int): sampled negatives per positive edge (``recon=sampled``).
+        kl_weight (float, optional): weight of the node-averaged KL; ``None`` = 1/N, the
+            reference code's factor (it divides the mean KL by N once more).
+        dense_max_nodes (int): largest graph for which ``recon=dense`` is allowed.
+    """
+
+    kind = "graph"
+
+    def __init__(self, *, in_channels: int | None, num_nodes: int, hidden: int = 32, latent: int = 16,
+                 variational: bool = True, dropout: float = 0.0, recon: str = "sampled", neg_ratio: int = 1,
+                 kl_weight: float | None = None, dense_max_nodes: int = 10_000) -> None:
+        super().__init__()
+        if recon not in ("sampled", "dense"):
+            raise ConfigError(f"model.recon: expected 'sampled' or 'dense', got {recon!r}")
+        if recon == "dense" and num_nodes > dense_max_nodes:
+            raise ConfigError(
+                f"model.recon=dense needs an N x N matrix; this graph has {num_nodes} nodes, above "
+                f"model.dense_max_nodes={dense_max_nodes}. Use model.recon=sampled (O(edges) memory)."
+            )
+        if recon == "sampled" and neg_ratio < 1:
+            raise ConfigError(f"model.neg_ratio must be at least 1 with recon=sampled, got {neg_ratio}")
+        self.encoder = GCNEncoder(in_channels=in_channels, num_nodes=num_nodes, hidden=hidden, latent=latent,
+                                  variational=variational, dropout=dropout)
+        self.recon, self.neg_ratio = recon, neg_ratio
+        self.kl_weight = 1.0 / num_nodes if kl_weight is None else float(kl_weight)
+
+    @property
+    def negatives_per_positive(self) -> int:
+        """How many negatives per edge the training batches must carry (0: none needed)."""
+        return self.neg_ratio if self.recon == "sampled" else 0
+
+    def encode(self, batch: GraphBatch) -> Posterior:
+        return self.encoder(batch.x, batch.adj)
+
+    def loss(self, batch: GraphBatch) -> dict[str, Tensor]:
+        posterior = self.encode(batch)
+        z = posterior.rsample()  # [num_nodes, latent]
+        recon = self._dense_recon(z, batch.pos) if self.recon == "dense" else self._sampled_recon(z, batch)
+        kl = posterior.kl().mean()
+        return {"loss": recon + self.kl_weight * kl, "recon": recon, "kl": kl}
+
+    def _sampled_recon(self, z: Tensor, batch: GraphBatch) -> Tensor:
+        if batch.neg is None:
+            raise ValueError("recon=sampled needs negatives in the batch")
+        pos = F.softplus(-inner_product(z, batch.pos)).mean()  # -log sigma(l)
+        neg = F.softplus(inner_product(z, batch.neg)).mean()  # -log(1 - sigma(l))
+        return pos + neg
+
+    @staticmethod
+    def _dense_recon(z: Tensor, pos: Tensor) -> Tensor:
+        # Reference code: labels A_train + I over all N^2 pairs; pos_weight and norm use the
+        # edge count of A_train without the self-loops. Summing softplus(l) over all pairs and
+        # correcting on the positives avoids an N x N label matrix:
+        # p*y*softplus(-l) + (1-y)*softplus(l) = softplus(l) + y*(p*softplus(-l) - softplus(l)).
+        n = z.size(0)
+        num_ones = 2 * pos.size(1)
+        pos_weight = (n * n - num_ones) / num_ones
+        norm = n * n / (2.0 * (n * n - num_ones))
+        total = F.softplus(z @ z.t()).sum()
+        diag = torch.arange(n, device=z.device)
+        pairs = torch.cat([pos, pos.flip(0), torch.stack([diag, diag])], dim=1)
+        logits = inner_product(z, pairs)
+        total = total + (pos_weight * F.softplus(-logits) - F.softplus(logits)).sum()
+        return norm * total / (n * n)
+
+    @torch.no_grad()
+    def score(self, batch: GraphBatch, pairs: Tensor) -> Tensor:
+        """Logits of the given pairs from the posterior means (as the reference evaluation)."""
+        return inner_product(self.encode(batch).mu, pairs)

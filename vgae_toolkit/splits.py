@@ -1,0 +1,133 @@
+"""Link-prediction splits: held-out positive edges with fixed, seeded negatives.
+
+The protocol of the VGAE paper's reference code (85/5/10): undirected edges are split
+into train/val/test; val and test negatives are non-edges of the *full* graph, sampled
+once and disjoint from each other; the encoder only ever sees the training edges.
+Training negatives are resampled every epoch among pairs that are not training edges
+(the model must not know the held-out edges, so those may appear as negatives, exactly
+as in the dense reference loss).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vgae_toolkit.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class LinkSplit:
+    """Pairs are ``[2, P]`` LongTensors with ``row < col``; ``train_edge_index`` has both directions."""
+
+    num_nodes: int
+    train_pos: Tensor
+    val_pos: Tensor
+    val_neg: Tensor
+    test_pos: Tensor
+    test_neg: Tensor
+
+    @property
+    def train_edge_index(self) -> Tensor:
+        return torch.cat([self.train_pos, self.train_pos.flip(0)], dim=1)
+
+    def sizes(self) -> dict[str, int]:
+        return {name: int(getattr(self, name).size(1)) for name in ("train_pos", "val_pos", "val_neg", "test_pos", "test_neg")}
+
+
+def pair_keys(pairs: Tensor, num_nodes: int) -> Tensor:
+    """Encode undirected pairs as one int64 each (order-free: ``min * N + max``)."""
+    lo, hi = torch.minimum(pairs[0], pairs[1]), torch.maximum(pairs[0], pairs[1])
+    return lo * num_nodes + hi
+
+
+def split_edges(edge_index: Tensor, num_nodes: int, *, val_frac: float = 0.05, test_frac: float = 0.10, seed: int = 0) -> LinkSplit:
+    """Split an undirected graph's edges into train/val/test with fixed negatives.
+
+    Args:
+        edge_index (Tensor): both directions of every edge, no self-loops, ``[2, 2E]``.
+        num_nodes (int): number of nodes N.
+        val_frac, test_frac (float): fractions of undirected edges held out (paper: 5%, 10%).
+        seed (int): the split's own seed; the same seed gives the same split for every model.
+    """
+    if not (0 <= val_frac < 1 and 0 <= test_frac < 1 and val_frac + test_frac < 1):
+        raise ConfigError(f"split: val_frac={val_frac} and test_frac={test_frac} must be in [0, 1) and sum below 1")
+    rng = np.random.default_rng(seed)
+    row, col = edge_index
+    undirected = edge_index[:, row < col]  # [2, E]
+    num_edges = undirected.size(1)
+    num_val, num_test = int(np.floor(num_edges * val_frac)), int(np.floor(num_edges * test_frac))
+    num_train = num_edges - num_val - num_test
+    if num_train < 1 or (val_frac > 0 and num_val < 1) or (test_frac > 0 and num_test < 1):
+        raise ConfigError(
+            f"split: a graph with {num_edges} undirected edges cannot be split {1 - val_frac - test_frac:.2f}/"
+            f"{val_frac:.2f}/{test_frac:.2f} (train {num_train}, val {num_val}, test {num_test} edges); "
+            "use a larger graph or other split.val_frac/split.test_frac"
+        )
+    perm = torch.as_tensor(rng.permutation(num_edges))
+    val_pos = undirected[:, perm[:num_val]]
+    test_pos = undirected[:, perm[num_val : num_val + num_test]]
+    train_pos = undirected[:, perm[num_val + num_test :]]
+    negatives = sample_non_edges(pair_keys(undirected, num_nodes), num_nodes, num_val + num_test, rng)
+    return LinkSplit(
+        num_nodes=num_nodes,
+        train_pos=_sorted(train_pos, num_nodes),
+        val_pos=_sorted(val_pos, num_nodes),
+        val_neg=negatives[:, :num_val],
+        test_pos=_sorted(test_pos, num_nodes),
+        test_neg=negatives[:, num_val:],
+    )
+
+
+def _sorted(pairs: Tensor, num_nodes: int) -> Tensor:
+    # A canonical order keeps results independent of the permutation's internals.
+    return pairs[:, torch.argsort(pair_keys(pairs, num_nodes))]
+
+
+def sample_non_edges(forbidden_keys: Tensor, num_nodes: int, count: int, rng: np.random.Generator) -> Tensor:
+    """``count`` distinct node pairs (``row < col``) whose keys are not in ``forbidden_keys``."""
+    max_pairs = num_nodes * (num_nodes - 1) // 2
+    if count > max_pairs - forbidden_keys.numel():
+        raise ConfigError(f"split: the graph has too few non-edges to sample {count} negatives")
+    forbidden = np.unique(forbidden_keys.numpy())
+    chosen = np.empty(0, dtype=np.int64)
+    while chosen.size < count:
+        need = count - chosen.size
+        row = rng.integers(0, num_nodes, size=2 * need + 16)
+        col = rng.integers(0, num_nodes, size=2 * need + 16)
+        keep = row != col
+        keys = np.minimum(row, col)[keep] * num_nodes + np.maximum(row, col)[keep]
+        keys = keys[~np.isin(keys, forbidden) & ~np.isin(keys, chosen)]
+        _, first = np.unique(keys, return_index=True)  # drop repeats, keep draw order
+        chosen = np.concatenate([chosen, keys[np.sort(first)][:need]])
+    chosen = torch.as_tensor(chosen)
+    return torch.stack([chosen // num_nodes, chosen % num_nodes])
+
+
+class NegativeSampler:
+    """Uniform training negatives, resampled per call, never a known training edge.
+
+    Args:
+        train_pos (Tensor): training edges ``[2, E]`` (either orientation).
+        num_nodes (int): number of nodes.
+        generator (torch.Generator): the sampler's own seeded stream.
+    """
+
+    def __init__(self, train_pos: Tensor, num_nodes: int, generator: torch.Generator) -> None:
+        self.num_nodes = num_nodes
+        self.generator = generator
+        self.forbidden = torch.unique(pair_keys(train_pos, num_nodes))  # sorted
+
+    def __call__(self, count: int) -> Tensor:
+        out = torch.empty(2, 0, dtype=torch.long)
+        while out.size(1) < count:
+            # Oversample a little: non-edges dominate sparse graphs, so one round nearly always suffices.
+            draw = int((count - out.size(1)) * 1.1) + 8
+            pairs = torch.randint(0, self.num_nodes, (2, draw), generator=self.generator)
+            pairs = pairs[:, pairs[0] != pairs[1]]
+            keys = pair_keys(pairs, self.num_nodes)
+            pos = torch.searchsorted(self.forbidden, keys).clamp(max=self.forbidden.numel() - 1)
+            out = torch.cat([out, pairs[:, self.forbidden[pos] != keys]], dim=1)
+        return out[:, :count]

@@ -1,0 +1,94 @@
+"""Unsupervised link prediction on one graph (the VGAE paper's Table 1 protocol)."""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Data
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+from vgae_toolkit.metrics import link_scores
+from vgae_toolkit.models.graph import GraphBatch
+from vgae_toolkit.splits import LinkSplit, NegativeSampler, split_edges
+
+
+def normalized_adjacency(edge_index: Tensor, num_nodes: int) -> Tensor:
+    """Â = D^-1/2 (A + I) D^-1/2 as a sparse CSR tensor, computed once per run."""
+    edge_index, weight = gcn_norm(edge_index, None, num_nodes, add_self_loops=True)
+    order = torch.argsort(edge_index[0] * num_nodes + edge_index[1])
+    row, col, weight = edge_index[0][order], edge_index[1][order], weight[order]
+    crow = torch.zeros(num_nodes + 1, dtype=torch.long)
+    crow[1:] = torch.bincount(row, minlength=num_nodes).cumsum(0)
+    with warnings.catch_warnings():  # "sparse CSR is in beta": we rely only on matmul
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, col, weight, (num_nodes, num_nodes))
+
+
+class TrainEpochs:
+    """Yields one full-graph batch per epoch, with fresh negatives when the loss needs them."""
+
+    def __init__(self, batch: GraphBatch, sampler: NegativeSampler, negatives_per_positive: int) -> None:
+        self.batch, self.sampler, self.ratio = batch, sampler, negatives_per_positive
+
+    def __iter__(self) -> Iterator[GraphBatch]:
+        neg = self.sampler(self.ratio * self.batch.pos.size(1)) if self.ratio else None
+        yield GraphBatch(x=self.batch.x, adj=self.batch.adj, pos=self.batch.pos, neg=neg)
+
+
+class LinkPredictionTask:
+    """Split a graph, feed the encoder the training edges only, score held-out pairs.
+
+    Args:
+        data (Data): an undirected graph from :mod:`vgae_toolkit.data.graphs`.
+        features (bool): use node features; ``False`` gives the paper's GAE*/VGAE*.
+        normalize_features (bool): row-normalise features (PyG's example does; the paper's code does not).
+        val_frac, test_frac (float): held-out edge fractions (paper: 0.05, 0.10).
+        split_seed (int): seeds the split and fixed negatives (same for every model).
+        sampler_seed (int): seeds the per-epoch training negatives.
+    """
+
+    def __init__(self, data: Data, *, features: bool = True, normalize_features: bool = False,
+                 val_frac: float = 0.05, test_frac: float = 0.10, split_seed: int = 0, sampler_seed: int = 0) -> None:
+        self.data = data
+        self.split: LinkSplit = split_edges(data.edge_index, data.num_nodes, val_frac=val_frac,
+                                            test_frac=test_frac, seed=split_seed)
+        x = data.x if features else None
+        if x is not None and normalize_features:
+            x = x / x.sum(dim=1, keepdim=True).clamp(min=1e-12)
+        self.x = x
+        adj = normalized_adjacency(self.split.train_edge_index, data.num_nodes)
+        self.batch = GraphBatch(x=x, adj=adj, pos=self.split.train_pos)
+        self.sampler = NegativeSampler(self.split.train_pos, data.num_nodes,
+                                       torch.Generator().manual_seed(sampler_seed))
+
+    def model_kwargs(self) -> dict:
+        return {"in_channels": None if self.x is None else self.x.size(1), "num_nodes": self.data.num_nodes}
+
+    def train_batches(self, model: nn.Module) -> TrainEpochs:
+        return TrainEpochs(self.batch, self.sampler, model.negatives_per_positive)
+
+    def scores(self, model: nn.Module, split: str) -> tuple[Tensor, Tensor]:
+        """Logits of the ``split`` (val or test) positives and negatives; encoder on train edges."""
+        pos, neg = getattr(self.split, f"{split}_pos"), getattr(self.split, f"{split}_neg")
+        model.eval()
+        with torch.no_grad():
+            logits = model.score(self.batch, torch.cat([pos, neg], dim=1))
+        return logits[: pos.size(1)], logits[pos.size(1):]
+
+    def evaluate(self, model: nn.Module, split: str = "val") -> dict[str, float]:
+        pos, neg = self.scores(model, split)
+        return {f"{split}_{k}": v for k, v in link_scores(pos, neg).items()}
+
+    def describe(self) -> dict:
+        return {
+            "num_nodes": int(self.data.num_nodes),
+            "num_edges": int(self.data.edge_index.size(1) // 2),
+            "features": self.x is not None,
+            "split_sizes": self.split.sizes(),
+        }
+
+    def artefacts(self, model: nn.Module, out_dir: Path) -> list[Path]:
+        return []

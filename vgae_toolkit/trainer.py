@@ -1,0 +1,126 @@
+"""One model-agnostic training loop for every model in the toolkit.
+
+The trainer knows no graphs and no images. A model is an ``nn.Module`` with
+``loss(batch) -> {"loss": Tensor, ...}``; the data is any iterable of batches that is
+iterated once per epoch (a graph run yields one full batch with fresh negatives, an image
+run is a DataLoader); ``evaluate(model) -> {name: float}`` computes the validation numbers
+after each epoch. The test split never passes through here.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from vgae_toolkit.errors import TrainingError
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}
+
+
+@dataclass
+class FitResult:
+    """What :meth:`Trainer.fit` returns: per-epoch history and the selected epoch (1-based)."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    selected_epoch: int = 0
+    selected: dict[str, float] = field(default_factory=dict)
+    train_seconds: float = 0.0
+
+
+class Trainer:
+    """Fits a model by minimising the mean of ``model.loss(batch)["loss"]`` over batches.
+
+    Args:
+        epochs (int): passes over the training data (VGAE paper: 200).
+        lr (float): learning rate (VGAE paper: Adam, 0.01).
+        optimizer (str): ``adam``, ``adagrad`` or ``sgd``.
+        weight_decay (float): L2 penalty handed to the optimiser.
+        select (str): which epoch's weights are kept and reported: ``last`` (as the
+            papers report) or ``best`` (highest ``monitor`` on validation).
+        monitor (str): validation key that ``select=best`` maximises, e.g. ``val_ap``.
+        eval_every (int): evaluate every this many epochs (and always after the last).
+        progress (bool): show a tqdm progress bar.
+        callbacks (list): callables ``f(epoch, record, model)`` run after each epoch.
+    """
+
+    def __init__(
+        self,
+        *,
+        epochs: int = 200,
+        lr: float = 0.01,
+        optimizer: str = "adam",
+        weight_decay: float = 0.0,
+        select: str = "last",
+        monitor: str = "val_ap",
+        eval_every: int = 1,
+        progress: bool = True,
+        callbacks: list[Callable[[int, dict, nn.Module], None]] | None = None,
+    ) -> None:
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"trainer.optimizer: expected one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+        if select not in ("last", "best"):
+            raise ValueError(f"trainer.select: expected 'last' or 'best', got {select!r}")
+        if epochs < 1 or eval_every < 1:
+            raise ValueError("trainer.epochs and trainer.eval_every must be at least 1")
+        self.epochs, self.lr, self.weight_decay = epochs, lr, weight_decay
+        self.optimizer_cls = OPTIMIZERS[optimizer]
+        self.select, self.monitor, self.eval_every = select, monitor, eval_every
+        self.progress = progress
+        self.callbacks = list(callbacks or [])
+
+    def fit(
+        self,
+        model: nn.Module,
+        batches: Iterable[Any],
+        evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+    ) -> FitResult:
+        opt = self.optimizer_cls(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        result = FitResult()
+        best_score, best_state = -math.inf, None
+        start = time.perf_counter()
+        bar = tqdm(range(1, self.epochs + 1), disable=not self.progress, desc="train", leave=False, mininterval=0.5)
+        for epoch in bar:
+            model.train()
+            sums: dict[str, float] = {}
+            count = 0
+            for batch in batches:
+                opt.zero_grad(set_to_none=True)
+                out = model.loss(batch)
+                loss = out["loss"]
+                if not torch.isfinite(loss):
+                    last = result.history[-1] if result.history else {}
+                    raise TrainingError(
+                        f"non-finite loss ({float(loss)}) at epoch {epoch}; last finite epoch: {last or 'none'}"
+                    )
+                loss.backward()
+                opt.step()
+                for key, value in out.items():
+                    sums[key] = sums.get(key, 0.0) + float(value.detach())
+                count += 1
+            record = {"epoch": epoch, **{f"train_{k}": v / max(count, 1) for k, v in sums.items()}}
+            if evaluate is not None and (epoch % self.eval_every == 0 or epoch == self.epochs):
+                model.eval()
+                with torch.no_grad():
+                    record.update(evaluate(model))
+                if self.select == "best" and record.get(self.monitor, -math.inf) > best_score:
+                    best_score = record[self.monitor]
+                    best_state = copy.deepcopy(model.state_dict())
+                    result.selected_epoch, result.selected = epoch, dict(record)
+            result.history.append(record)
+            bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"}, refresh=False)
+            for callback in self.callbacks:
+                callback(epoch, record, model)
+        bar.close()
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        else:
+            result.selected_epoch, result.selected = self.epochs, dict(result.history[-1])
+        result.train_seconds = time.perf_counter() - start
+        return result
