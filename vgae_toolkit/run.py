@@ -108,7 +108,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     seed_everything(cfg.seed)
     task = TASK_BUILDERS[cfg.dataset.kind](cfg)
     model = build_model(cfg.model, task)
-    trainer = build(cfg.trainer, "trainer")
+    trainer = build(cfg.trainer, "trainer", callbacks=task.callbacks(model))
     fit = trainer.fit(model, task.train_batches(model), evaluate=lambda m: task.evaluate(m, "val"))
     test = task.evaluate(model, "test")  # the only time the test split is touched
     metrics = {

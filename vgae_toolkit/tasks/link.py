@@ -90,5 +90,8 @@ class LinkPredictionTask:
             "split_sizes": self.split.sizes(),
         }
 
+    def callbacks(self, model: nn.Module) -> list:
+        return []
+
     def artefacts(self, model: nn.Module, out_dir: Path) -> list[Path]:
         return []
