@@ -53,7 +53,7 @@ def test_run_directory_describes_itself(tmp_path):
     written = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert written["status"] == "complete" and written == json.loads(json.dumps(metrics, default=float))
     for key in ("model", "dataset", "seed", "features", "split_sizes", "selected_epoch", "val_auc", "val_ap",
-                "test_auc", "test_ap", "wall_seconds", "config"):
+                "test_auc", "test_ap", "wall_seconds", "config", "recon", "kl_weight"):
         assert key in written, key
     assert written["model"] == "gae" and written["dataset"] == "sbm" and written["features"] is True
     assert len(written["history"]) == 15 and "val_ap" in written["history"][0] and "test_auc" not in written["history"][0]

@@ -103,3 +103,11 @@ def test_learns_links_on_sbm(variational, recon):
     assert fit.history[-1]["train_recon"] < fit.history[0]["train_recon"]
     assert fit.history[-1]["val_ap"] > before
     assert test["test_auc"] > 0.9 and test["test_ap"] > 0.9, test
+
+
+def test_auto_recon_is_dense_only_where_it_fits():
+    small = GraphAutoEncoder(in_channels=None, num_nodes=50, dense_max_nodes=100)
+    assert small.recon == "dense" and small.negatives_per_positive == 0
+    large = GraphAutoEncoder(in_channels=None, num_nodes=500, dense_max_nodes=100)
+    assert large.recon == "sampled" and large.negatives_per_positive == 1
+    assert large.describe() == {"recon": "sampled", "kl_weight": 1 / 500, "neg_ratio": 1}

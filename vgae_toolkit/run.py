@@ -117,6 +117,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         "dataset": cfg.dataset.name,
         "seed": int(cfg.seed),
         **task.describe(),
+        **(model.describe() if hasattr(model, "describe") else {}),
         "selected_epoch": fit.selected_epoch,
         "select": cfg.trainer.select,
         **{k: v for k, v in fit.selected.items() if k.startswith("val_")},

@@ -100,10 +100,11 @@ class GraphAutoEncoder(nn.Module):
     Args:
         in_channels, num_nodes: filled in from the data at run time.
         hidden, latent, variational, dropout: see :class:`GCNEncoder`.
-        recon (str): ``sampled`` — BCE on the training edges and ``neg_ratio`` uniform
-            negatives per edge, O(E) per epoch; ``dense`` — the paper's weighted BCE over all
-            N^2 pairs with ``pos_weight`` and ``norm`` (reference code, ``optimizer.py``),
-            O(N^2) memory, so refused above ``dense_max_nodes``.
+        recon (str): ``dense`` — the paper's weighted BCE over all N^2 pairs with
+            ``pos_weight`` and ``norm`` (reference code, ``optimizer.py``), O(N^2) memory, so
+            refused above ``dense_max_nodes``; ``sampled`` — BCE on the training edges and
+            ``neg_ratio`` uniform negatives per edge, O(E) per epoch; ``auto`` — ``dense`` up
+            to ``dense_max_nodes`` nodes, ``sampled`` above (the resolved choice is ``self.recon``).
         neg_ratio (int): sampled negatives per positive edge (``recon=sampled``).
         kl_weight (float, optional): weight of the node-averaged KL; ``None`` = 1/N, the
             reference code's factor (it divides the mean KL by N once more).
@@ -113,11 +114,13 @@ class GraphAutoEncoder(nn.Module):
     kind = "graph"
 
     def __init__(self, *, in_channels: int | None, num_nodes: int, hidden: int = 32, latent: int = 16,
-                 variational: bool = True, dropout: float = 0.0, recon: str = "sampled", neg_ratio: int = 1,
+                 variational: bool = True, dropout: float = 0.0, recon: str = "auto", neg_ratio: int = 1,
                  kl_weight: float | None = None, dense_max_nodes: int = 10_000) -> None:
         super().__init__()
-        if recon not in ("sampled", "dense"):
-            raise ConfigError(f"model.recon: expected 'sampled' or 'dense', got {recon!r}")
+        if recon not in ("auto", "sampled", "dense"):
+            raise ConfigError(f"model.recon: expected 'auto', 'sampled' or 'dense', got {recon!r}")
+        if recon == "auto":
+            recon = "dense" if num_nodes <= dense_max_nodes else "sampled"
         if recon == "dense" and num_nodes > dense_max_nodes:
             raise ConfigError(
                 f"model.recon=dense needs an N x N matrix; this graph has {num_nodes} nodes, above "
@@ -129,6 +132,11 @@ class GraphAutoEncoder(nn.Module):
                                   variational=variational, dropout=dropout)
         self.recon, self.neg_ratio = recon, neg_ratio
         self.kl_weight = 1.0 / num_nodes if kl_weight is None else float(kl_weight)
+
+    def describe(self) -> dict:
+        """The resolved loss settings, for ``metrics.json``."""
+        return {"recon": self.recon, "kl_weight": self.kl_weight,
+                "neg_ratio": self.neg_ratio if self.recon == "sampled" else None}
 
     @property
     def negatives_per_positive(self) -> int:
