@@ -1,5 +1,4 @@
 """Command line: ``python -m vgae_toolkit model=vgae dataset=cora`` (Hydra overrides)."""
-import logging
 import sys
 
 import hydra
@@ -14,7 +13,7 @@ def main(cfg: DictConfig) -> None:
     try:
         run(cfg)
     except ToolkitError as err:  # a named, expected failure: one line, no traceback
-        logging.getLogger("vgae_toolkit").error("%s: %s", type(err).__name__, err)
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         sys.exit(2)
 
 
