@@ -1,0 +1,225 @@
+"""Graph datasets for link prediction, all returned as one undirected ``Data`` object.
+
+Every loader returns ``Data(x, edge_index, num_nodes[, y])`` with ``edge_index`` holding
+both directions of each undirected edge, sorted, without self-loops or duplicates. Files
+are only read, never written: the data folder may be shared and read-only.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch_geometric.data import Data
+from torch_geometric.utils import coalesce, remove_self_loops, stochastic_blockmodel_graph, to_undirected
+
+from vgae_toolkit.errors import DataError
+
+log = logging.getLogger(__name__)
+
+PLANETOID_NAMES = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
+PLANETOID_SUFFIXES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
+
+
+def clean_edges(edge_index: torch.Tensor, num_nodes: int) -> tuple[torch.Tensor, dict[str, int]]:
+    """Symmetrise, drop self-loops and duplicates; returns the edges and what was dropped."""
+    loops = int((edge_index[0] == edge_index[1]).sum())
+    edge_index, _ = remove_self_loops(edge_index)
+    directed = coalesce(edge_index, num_nodes=num_nodes)
+    duplicates = edge_index.size(1) - directed.size(1)
+    undirected = to_undirected(directed, num_nodes=num_nodes)
+    return undirected, {"self_loops": loops, "duplicates": duplicates, "added_reverse": undirected.size(1) - directed.size(1)}
+
+
+def load_planetoid(root: str | Path, *, name: str, download: bool = True) -> Data:
+    """Cora, CiteSeer or PubMed (Yang et al. 2016 files) from ``root/Planetoid/<Name>/raw``.
+
+    The raw files are parsed directly, so nothing is written next to them. When they are
+    missing and ``download`` is set, PyG's ``Planetoid`` fetches them into ``root``.
+
+    Args:
+        root (str or Path): the data root (``paths.data_dir``).
+        name (str): ``cora``, ``citeseer`` or ``pubmed`` (any case).
+        download (bool): try to download missing files (needs network and a writable root).
+    """
+    from torch_geometric.io import read_planetoid_data
+
+    key = name.lower()
+    if key not in PLANETOID_NAMES:
+        raise DataError(f"unknown Planetoid dataset {name!r}; expected one of {sorted(PLANETOID_NAMES)}")
+    folder = PLANETOID_NAMES[key]
+    raw = Path(root).expanduser() / "Planetoid" / folder / "raw"
+    missing = [s for s in PLANETOID_SUFFIXES if not (raw / f"ind.{key}.{s}").is_file()]
+    if missing and download:
+        _download_planetoid(Path(root).expanduser(), folder, raw)
+        missing = [s for s in PLANETOID_SUFFIXES if not (raw / f"ind.{key}.{s}").is_file()]
+    if missing:
+        raise DataError(
+            f"dataset {key!r}: files ind.{key}.{{{','.join(missing)}}} not found in {raw}. "
+            "Point the toolkit at the folder holding Planetoid/ with paths.data_dir=... "
+            "or the VGAE_TOOLKIT_DATA environment variable (or allow a download on a networked machine)."
+        )
+    try:
+        data = read_planetoid_data(str(raw), key)
+    except Exception as err:  # pickles of another layout raise many types; name the folder
+        raise DataError(f"dataset {key!r}: could not parse the files in {raw}: {type(err).__name__}: {err}") from err
+    edge_index, _ = clean_edges(data.edge_index, data.num_nodes)
+    return Data(x=data.x, edge_index=edge_index, y=data.y, num_nodes=data.num_nodes)
+
+
+def _download_planetoid(root: Path, folder: str, raw: Path) -> None:
+    from torch_geometric.datasets import Planetoid
+
+    log.info("%s not found in %s: trying to download it", folder, raw)
+    try:
+        Planetoid(str(root / "Planetoid"), folder)
+    except Exception as err:  # network and permission errors come in many types
+        log.warning("download of %s failed: %s: %s", folder, type(err).__name__, err)
+
+
+def load_karate(root: str | Path | None = None) -> Data:
+    """Zachary's karate club (34 nodes, 78 edges), shipped inside PyG: no files needed."""
+    from torch_geometric.datasets import KarateClub
+
+    data = KarateClub()[0]
+    edge_index, _ = clean_edges(data.edge_index, data.num_nodes)
+    return Data(x=data.x, edge_index=edge_index, y=data.y, num_nodes=data.num_nodes)
+
+
+def make_sbm(
+    root: str | Path | None = None,
+    *,
+    num_nodes: int = 1000,
+    num_blocks: int = 20,
+    p_in: float = 0.2,
+    p_out: float = 0.0005,
+    num_features: int = 64,
+    feature_noise: float = 1.0,
+    seed: int = 0,
+) -> Data:
+    """A seeded stochastic block model with community-correlated Gaussian features.
+
+    Each block gets a random feature centroid; a node's features are its centroid plus
+    ``feature_noise`` times standard normal noise, so features carry the block structure.
+    """
+    if num_nodes < num_blocks or num_blocks < 1:
+        raise DataError(f"sbm: need num_nodes >= num_blocks >= 1, got {num_nodes} nodes, {num_blocks} blocks")
+    gen = torch.Generator().manual_seed(seed)
+    sizes = torch.full((num_blocks,), num_nodes // num_blocks, dtype=torch.long)
+    sizes[: num_nodes % num_blocks] += 1
+    probs = torch.full((num_blocks, num_blocks), p_out)
+    probs.fill_diagonal_(p_in)
+    # PyG's generator draws from the global RNG; fork it so the caller's stream is untouched.
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        edge_index = stochastic_blockmodel_graph(sizes, probs, directed=False)
+    y = torch.repeat_interleave(torch.arange(num_blocks), sizes)
+    centroids = torch.randn(num_blocks, num_features, generator=gen)
+    x = centroids[y] + feature_noise * torch.randn(num_nodes, num_features, generator=gen)
+    edge_index, _ = clean_edges(edge_index, num_nodes)
+    return Data(x=x, edge_index=edge_index, y=y, num_nodes=num_nodes)
+
+
+def load_edgelist(
+    root: str | Path | None = None,
+    *,
+    path: str,
+    source: str = "source",
+    target: str = "target",
+    sep: str | None = None,
+    features: str | None = None,
+    feature_id: str | None = None,
+) -> Data:
+    """A user's graph from an edge-list file (CSV/TSV) and optional node features.
+
+    Node ids may be any strings or numbers; they are mapped to ``0..N-1`` in order of first
+    appearance (nodes only in the feature file follow). Self-loops and duplicate edges are
+    dropped and reported; a directed list is symmetrised.
+
+    Args:
+        root: the data root; a relative ``path`` is looked up there, then as given.
+        path (str): the edge-list file.
+        source, target (str): column names of the edge endpoints.
+        sep (str, optional): column separator; ``None`` = tab for ``.tsv``, else comma.
+        features (str, optional): node features, ``.npy`` (rows in node-id order of the
+            mapping, or indexed by integer ids) or ``.csv`` with an id column.
+        feature_id (str, optional): the id column of a CSV feature file (default: first column).
+    """
+    import pandas as pd
+
+    file = _resolve(root, path, "dataset.loader.path")
+    sep = sep or ("\t" if file.suffix.lower() in (".tsv", ".tab") else ",")
+    try:
+        frame = pd.read_csv(file, sep=sep, dtype=str, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise DataError(f"edge list {file}: cannot be read as a table ({err})") from err
+    for column, key in ((source, "source"), (target, "target")):
+        if column not in frame.columns:
+            raise DataError(
+                f"edge list {file}: column {column!r} (dataset.loader.{key}) not found; columns are {list(frame.columns)}"
+            )
+    frame = frame[[source, target]].dropna()
+    if frame.empty:
+        raise DataError(f"edge list {file}: no edges")
+    ids = pd.Index(pd.unique(frame[[source, target]].to_numpy().ravel()))
+    x = None
+    if features:
+        ids, x = _read_features(root, features, ids, feature_id)
+    src = torch.as_tensor(ids.get_indexer(frame[source]), dtype=torch.long)
+    dst = torch.as_tensor(ids.get_indexer(frame[target]), dtype=torch.long)
+    if (src < 0).any() or (dst < 0).any():
+        raise DataError(f"edge list {file}: some node ids have no row in the feature file {features}")
+    edge_index, dropped = clean_edges(torch.stack([src, dst]), len(ids))
+    log.info("edge list %s: %d nodes, %d undirected edges; dropped %d self-loops and %d duplicates",
+             file, len(ids), edge_index.size(1) // 2, dropped["self_loops"], dropped["duplicates"])
+    return Data(x=x, edge_index=edge_index, num_nodes=len(ids), node_ids=list(map(str, ids)))
+
+
+def _resolve(root: str | Path | None, path: str, key: str) -> Path:
+    candidates = [Path(path).expanduser()]
+    if root is not None and not Path(path).is_absolute():
+        candidates.insert(0, Path(root).expanduser() / path)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise DataError(f"{key}: file {path!r} not found (looked in: {', '.join(str(c) for c in candidates)})")
+
+
+def _read_features(root, path: str, ids, id_column: str | None):
+    import pandas as pd
+
+    file = _resolve(root, path, "dataset.loader.features")
+    if file.suffix.lower() == ".npy":
+        try:
+            array = np.load(file, allow_pickle=False)
+        except ValueError as err:
+            raise DataError(f"node features {file}: not a numeric .npy array ({err})") from err
+        if array.ndim != 2:
+            raise DataError(f"node features {file}: expected a 2-D array [nodes, features], got shape {array.shape}")
+        # A .npy file has no id column: row i holds the features of node id i.
+        try:
+            numeric = np.asarray(ids.astype(int))
+        except (TypeError, ValueError) as err:
+            raise DataError(
+                f"node features {file}: a .npy feature file needs integer node ids 0..N-1; "
+                "use a CSV feature file with an id column for other ids"
+            ) from err
+        if numeric.min() < 0 or numeric.max() >= array.shape[0]:
+            raise DataError(f"node features {file}: {array.shape[0]} rows, but node ids reach {numeric.max()}")
+        ids = pd.Index([str(i) for i in range(array.shape[0])])
+        return ids, torch.as_tensor(array, dtype=torch.float)
+    frame = pd.read_csv(file, dtype={id_column: str} if id_column else None)
+    id_column = id_column or frame.columns[0]
+    frame[id_column] = frame[id_column].astype(str)
+    extra = pd.Index(frame[id_column]).difference(ids, sort=False)
+    ids = ids.append(extra)
+    values = frame.set_index(id_column).reindex(ids)
+    if values.isna().any().any():
+        missing = values.index[values.isna().any(axis=1)][:5].tolist()
+        raise DataError(f"node features {file}: no (complete) row for nodes {missing}")
+    try:
+        x = torch.as_tensor(values.to_numpy(dtype=np.float32))
+    except ValueError as err:
+        raise DataError(f"node features {file}: non-numeric values ({err})") from err
+    return ids, x
