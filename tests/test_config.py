@@ -6,7 +6,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
 from helpers import compose_cfg, options
-from vgae_toolkit.errors import ConfigError, DataError
+from vgae_toolkit.errors import ConfigError, DataError, TrainingError
 from vgae_toolkit.run import run
 
 
@@ -58,6 +58,7 @@ def test_run_directory_describes_itself(tmp_path):
     assert written["model"] == "gae" and written["dataset"] == "sbm" and written["features"] is True
     assert len(written["history"]) == 15 and "val_ap" in written["history"][0] and "test_auc" not in written["history"][0]
     assert (tmp_path / "a" / "curves.png").stat().st_size > 1000
+    assert {"best.pt", "last.pt"} <= {p.name for p in (tmp_path / "a").iterdir()}
 
 
 def test_same_seed_is_bit_for_bit_reproducible(tmp_path):
@@ -72,3 +73,16 @@ def test_featureless_and_best_epoch_selection(tmp_path):
     assert m["features"] is False
     best = max(h["val_ap"] for h in m["history"])
     assert m["val_ap"] == best and m["history"][m["selected_epoch"] - 1]["val_ap"] == best
+
+
+def test_non_finite_loss_stops_with_a_record(tmp_path):
+    with pytest.raises(TrainingError, match="non-finite loss .* at epoch 1"):
+        small_run(tmp_path, "nan", "model.kl_weight=nan")
+    record = json.loads((tmp_path / "nan" / "metrics.json").read_text())
+    assert record["status"] == "failed" and "non-finite" in record["error"]
+
+
+def test_unwritable_output_directory(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match="not writable"):
+        run(compose_cfg("dataset=karate"), tmp_path / "file" / "run")

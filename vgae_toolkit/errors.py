@@ -14,4 +14,12 @@ class DataError(ToolkitError):
 
 
 class TrainingError(ToolkitError, RuntimeError):
-    """Training cannot go on (e.g. a non-finite loss); what was written so far is kept."""
+    """Training cannot go on (e.g. a non-finite loss); what was written so far is kept.
+
+    Attributes:
+        history (list): the per-epoch records completed before the failure.
+    """
+
+    def __init__(self, message: str, history: list | None = None) -> None:
+        super().__init__(message)
+        self.history = list(history or [])

@@ -17,7 +17,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import vgae_toolkit
-from vgae_toolkit.errors import ConfigError, ToolkitError
+from vgae_toolkit.checkpoint import save_checkpoint
+from vgae_toolkit.errors import ConfigError, ToolkitError, TrainingError
 from vgae_toolkit.plots import plot_history
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,19 @@ def write_json(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
+def ensure_writable(out: Path) -> None:
+    """Fail before any work when the run directory cannot be written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(
+            f"output directory {out} is not writable ({err.strerror}); set paths.output_dir or VGAE_TOOLKIT_OUTPUT"
+        ) from err
+
+
 def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     """Train and evaluate one model; returns what it writes to ``metrics.json``.
 
@@ -102,24 +116,27 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
 
         output_dir = HydraConfig.get().runtime.output_dir
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_writable(out)
     check_compatible(cfg)
     start = time.perf_counter()
     seed_everything(cfg.seed)
     task = TASK_BUILDERS[cfg.dataset.kind](cfg)
     model = build_model(cfg.model, task)
     trainer = build(cfg.trainer, "trainer", callbacks=task.callbacks(model))
-    fit = trainer.fit(model, task.train_batches(model), evaluate=lambda m: task.evaluate(m, "val"))
+    identity = {"model": cfg.model.name, "dataset": cfg.dataset.name, "seed": int(cfg.seed)}
+    try:
+        fit = trainer.fit(model, task.train_batches(model), evaluate=lambda m: task.evaluate(m, "val"))
+    except TrainingError as err:  # keep a record of what happened; a re-run retries this job
+        write_json(out / "metrics.json", {"status": "failed", **identity, "error": str(err), "history": err.history})
+        raise
     test = task.evaluate(model, "test")  # the only time the test split is touched
     metrics = {
         "status": "complete",
-        "model": cfg.model.name,
-        "dataset": cfg.dataset.name,
-        "seed": int(cfg.seed),
+        **identity,
         **task.describe(),
         **(model.describe() if hasattr(model, "describe") else {}),
         "selected_epoch": fit.selected_epoch,
-        "select": cfg.trainer.select,
+        "select": cfg.trainer.get("select", "last"),
         **{k: v for k, v in fit.selected.items() if k.startswith("val_")},
         **test,
         "train_seconds": fit.train_seconds,
@@ -131,6 +148,10 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     }
     plot_history(fit.history, out / "curves.png", title=f"{cfg.model.name} on {cfg.dataset.name} (seed {cfg.seed})")
     task.artefacts(model, out)
+    summary = {k: v for k, v in metrics.items() if k not in ("history", "config")}
+    save_checkpoint(out / "last.pt", fit.last_state or model.state_dict(), cfg, summary)
+    if fit.best_state is not None:
+        save_checkpoint(out / "best.pt", fit.best_state, cfg, {**summary, "best_epoch": fit.best_epoch})
     write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
     log.info("%s on %s, seed %d: %s (epoch %d), %.1f s", cfg.model.name, cfg.dataset.name, cfg.seed,
              ", ".join(f"{k} {v:.4f}" for k, v in test.items()), fit.selected_epoch, metrics["wall_seconds"])

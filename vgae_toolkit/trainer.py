@@ -32,6 +32,9 @@ class FitResult:
     selected_epoch: int = 0
     selected: dict[str, float] = field(default_factory=dict)
     train_seconds: float = 0.0
+    best_epoch: int = 0
+    best_state: dict | None = None  # weights at the best ``monitor`` value
+    last_state: dict | None = None  # weights after the last epoch
 
 
 class Trainer:
@@ -83,7 +86,7 @@ class Trainer:
     ) -> FitResult:
         opt = self.optimizer_cls(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         result = FitResult()
-        best_score, best_state = -math.inf, None
+        best_score = -math.inf
         start = time.perf_counter()
         bar = tqdm(range(1, self.epochs + 1), disable=not self.progress, desc="train", leave=False, mininterval=0.5)
         for epoch in bar:
@@ -97,7 +100,8 @@ class Trainer:
                 if not torch.isfinite(loss):
                     last = result.history[-1] if result.history else {}
                     raise TrainingError(
-                        f"non-finite loss ({float(loss)}) at epoch {epoch}; last finite epoch: {last or 'none'}"
+                        f"non-finite loss ({float(loss)}) at epoch {epoch}; last finite epoch: {last or 'none'}",
+                        history=result.history,
                     )
                 loss.backward()
                 opt.step()
@@ -109,17 +113,19 @@ class Trainer:
                 model.eval()
                 with torch.no_grad():
                     record.update(evaluate(model))
-                if self.select == "best" and record.get(self.monitor, -math.inf) > best_score:
+                if record.get(self.monitor, -math.inf) > best_score:
                     best_score = record[self.monitor]
-                    best_state = copy.deepcopy(model.state_dict())
-                    result.selected_epoch, result.selected = epoch, dict(record)
+                    result.best_state = copy.deepcopy(model.state_dict())
+                    result.best_epoch, best_record = epoch, dict(record)
             result.history.append(record)
             bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"}, refresh=False)
             for callback in self.callbacks:
                 callback(epoch, record, model)
         bar.close()
-        if best_state is not None:
-            model.load_state_dict(best_state)
+        result.last_state = copy.deepcopy(model.state_dict())
+        if self.select == "best" and result.best_state is not None:
+            model.load_state_dict(result.best_state)
+            result.selected_epoch, result.selected = result.best_epoch, best_record
         else:
             result.selected_epoch, result.selected = self.epochs, dict(result.history[-1])
         result.train_seconds = time.perf_counter() - start

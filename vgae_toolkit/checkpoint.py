@@ -1,0 +1,78 @@
+"""Checkpoints that load without executing code, written atomically.
+
+A checkpoint is a plain dict of tensors, strings and numbers: the model's ``state_dict``,
+the resolved config as YAML and the metrics at save time. It is loaded with
+``torch.load(..., weights_only=True)``, which refuses any pickled object that is not
+plain data, so a crafted file cannot run code.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from vgae_toolkit.errors import DataError
+
+FORMAT_VERSION = 1
+
+
+def atomic_save(obj, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def save_checkpoint(path: str | Path, model: nn.Module | dict, cfg: DictConfig, metrics: dict | None = None) -> Path:
+    """Save weights (a model or its ``state_dict``), the resolved config and metrics atomically."""
+    state = model.state_dict() if isinstance(model, nn.Module) else model
+    payload = {
+        "format": FORMAT_VERSION,
+        "state_dict": {k: v.detach().cpu() for k, v in state.items()},
+        "config": OmegaConf.to_yaml(cfg, resolve=True),
+        "metrics": _plain(metrics or {}),
+    }
+    return atomic_save(payload, path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint safely; returns ``{"state_dict", "config" (DictConfig), "metrics"}``.
+
+    Raises:
+        DataError: the file is missing, truncated, not a checkpoint, or holds anything but plain data.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"checkpoint {path}: file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
+        raise DataError(f"checkpoint {path}: refused or unreadable ({type(err).__name__}: {str(err)[:300]})") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION or "state_dict" not in payload:
+        raise DataError(f"checkpoint {path}: not a vgae-toolkit checkpoint (format {FORMAT_VERSION} expected)")
+    return {"state_dict": payload["state_dict"], "config": OmegaConf.create(payload["config"]),
+            "metrics": payload.get("metrics", {})}
+
+
+def _plain(value):
+    """Numbers, strings, lists and dicts only (what ``weights_only`` loading accepts)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return str(value)
