@@ -69,8 +69,11 @@ def _plain(value):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    if isinstance(value, (bool, int, float, str)) or value is None:
+    if value is None or isinstance(value, bool):
         return value
+    for kind in (int, float, str):  # exact builtins: subclasses (e.g. torch's version string) are refused on load
+        if isinstance(value, kind):
+            return kind(value)
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         return value.item()
     if hasattr(value, "item"):  # numpy scalars

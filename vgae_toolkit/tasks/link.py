@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
+from vgae_toolkit.errors import DataError
 from vgae_toolkit.metrics import link_scores
 from vgae_toolkit.models.graph import GraphBatch
 from vgae_toolkit.splits import LinkSplit, NegativeSampler, split_edges
@@ -89,6 +90,27 @@ class LinkPredictionTask:
             "features": self.x is not None,
             "split_sizes": self.split.sizes(),
         }
+
+    def embed(self, model: nn.Module) -> dict[str, Tensor]:
+        """Node embeddings (posterior means, encoder on the training graph): ``[num_nodes, latent]``."""
+        model.eval()
+        with torch.no_grad():
+            return {"embeddings": model.encode(self.batch).mu}
+
+    def node_index(self, ids: list[str]) -> Tensor:
+        """Map node ids as written in the data (edge-list ids, or 0..N-1) to indices."""
+        names = getattr(self.data, "node_ids", None) or [str(i) for i in range(self.data.num_nodes)]
+        lookup = {name: i for i, name in enumerate(names)}
+        unknown = [i for i in ids if i not in lookup]
+        if unknown:
+            raise DataError(f"unknown node ids {unknown[:5]} (the graph has {len(names)} nodes)")
+        return torch.tensor([lookup[i] for i in ids], dtype=torch.long)
+
+    def score_pairs(self, model: nn.Module, pairs: Tensor) -> Tensor:
+        """Link probabilities sigma(z_i·z_j) for ``pairs`` ``[2, P]``."""
+        model.eval()
+        with torch.no_grad():
+            return torch.sigmoid(model.score(self.batch, pairs))
 
     def callbacks(self, model: nn.Module) -> list:
         return []
