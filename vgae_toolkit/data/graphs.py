@@ -7,6 +7,7 @@ are only read, never written: the data folder may be shared and read-only.
 from __future__ import annotations
 
 import logging
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -60,12 +61,57 @@ def load_planetoid(root: str | Path, *, name: str, download: bool = True) -> Dat
             "Point the toolkit at the folder holding Planetoid/ with paths.data_dir=... "
             "or the VGAE_TOOLKIT_DATA environment variable (or allow a download on a networked machine)."
         )
+    for suffix in PLANETOID_SUFFIXES:
+        if suffix != "test.index":
+            check_planetoid_pickle(raw / f"ind.{key}.{suffix}")
     try:
         data = read_planetoid_data(str(raw), key)
     except Exception as err:  # pickles of another layout raise many types; name the folder
         raise DataError(f"dataset {key!r}: could not parse the files in {raw}: {type(err).__name__}: {err}") from err
     edge_index, _ = clean_edges(data.edge_index, data.num_nodes)
     return Data(x=data.x, edge_index=edge_index, y=data.y, num_nodes=data.num_nodes)
+
+
+# What the Planetoid pickles may construct: numpy arrays, scipy CSR matrices, a dict of lists.
+PLANETOID_GLOBALS = {
+    ("numpy", "dtype"), ("numpy", "ndarray"), ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"), ("scipy.sparse.csr", "csr_matrix"),
+    ("scipy.sparse._csr", "csr_matrix"), ("collections", "defaultdict"), ("__builtin__", "list"),
+    ("builtins", "list"), ("copy_reg", "_reconstructor"), ("__builtin__", "object"),
+}
+
+
+class _PlanetoidUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) not in PLANETOID_GLOBALS:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a Planetoid file")
+        if module == "__builtin__":
+            module = "builtins"
+        return super().find_class(module, name)
+
+
+def check_planetoid_pickle(path: Path) -> None:
+    """Check one Planetoid pickle before PyG reads it.
+
+    Only plain arrays, CSR matrices and the adjacency dict may be constructed (a pickle can
+    otherwise run code), and sparse matrices must be well formed (a damaged index array
+    would make the sparse-to-dense conversion read out of bounds).
+    """
+    try:
+        with open(path, "rb") as fh:
+            obj = _PlanetoidUnpickler(fh, encoding="latin1").load()
+        if hasattr(obj, "check_format"):
+            obj.check_format(full_check=True)
+        elif isinstance(obj, dict):
+            for node, neighbours in obj.items():
+                if not isinstance(node, (int, np.integer)) or not all(isinstance(v, (int, np.integer)) for v in neighbours):
+                    raise ValueError("the adjacency dict must map integer node ids to lists of integers")
+        elif not isinstance(obj, np.ndarray):
+            raise ValueError(f"unexpected object of type {type(obj).__name__}")
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            OverflowError, MemoryError, UnicodeDecodeError, ImportError) as err:
+        raise DataError(f"Planetoid file {path} is damaged or not a Planetoid file ({type(err).__name__}: {err}); "
+                        "copy it again from the original dataset") from err
 
 
 def _download_planetoid(root: Path, folder: str, raw: Path) -> None:

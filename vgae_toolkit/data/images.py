@@ -217,8 +217,9 @@ def load_freyface(root: str | Path, test_fraction: float = 0.1, seed: int = 0) -
         raise DataError(f"Frey Face: {path} not found; copy frey_rawface.mat there or {FIX_ROOT}")
     try:
         mat = loadmat(path)
-    except (MatReadError, ValueError, OSError) as err:
-        raise DataError(f"{path}: not a readable MATLAB file ({err}); re-copy it") from err
+    except (MatReadError, ValueError, OSError, IndexError, TypeError, KeyError, EOFError, OverflowError,
+            MemoryError, UnicodeDecodeError) as err:  # what scipy's MAT parser raises on damaged files
+        raise DataError(f"{path}: not a readable MATLAB file ({type(err).__name__}: {err}); re-copy it") from err
     ff = mat.get("ff")
     if ff is None or ff.ndim != 2 or ff.shape[0] != 28 * 20:
         found = f"keys {sorted(k for k in mat if not k.startswith('__'))}" if ff is None else f"shape {ff.shape}"
