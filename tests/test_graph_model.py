@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from vgae_toolkit.data.graphs import make_sbm
 from vgae_toolkit.errors import ConfigError
 from vgae_toolkit.models.graph import GraphAutoEncoder, GraphBatch, inner_product
+from vgae_toolkit.models.sparse import SparseMatrix, maybe_sparse
 from vgae_toolkit.tasks.link import LinkPredictionTask, normalized_adjacency
 from vgae_toolkit.trainer import Trainer
 
@@ -29,27 +30,45 @@ def test_decoder_is_sigmoid_of_z_zt():
 
 def test_normalized_adjacency_matches_dense_formula():
     adj = normalized_adjacency(PATH, 4)
-    assert adj.layout == torch.sparse_csr
+    assert adj.csr.layout == torch.sparse_csr
     assert torch.allclose(adj.to_dense(), dense_normalized(PATH, 4), atol=1e-6)
 
 
-@pytest.mark.parametrize("features", [True, False])
-def test_encoder_is_a_two_layer_gcn(features):
+@pytest.mark.parametrize("features", ["dense", "sparse", None])
+def test_encoder_is_a_two_layer_gcn_and_its_gradients(features):
     torch.manual_seed(0)
-    x = torch.randn(4, 3)
-    model = GraphAutoEncoder(in_channels=3 if features else None, num_nodes=4, hidden=5, latent=2)
-    batch = GraphBatch(x=x if features else None, adj=normalized_adjacency(PATH, 4), pos=PATH[:, ::2])
+    x = torch.randn(4, 3) * (torch.rand(4, 3) > 0.5)
+    inputs = {"dense": x, "sparse": SparseMatrix.from_dense(x), None: None}[features]
+    model = GraphAutoEncoder(in_channels=None if features is None else 3, num_nodes=4, hidden=5, latent=2)
+    batch = GraphBatch(x=inputs, adj=normalized_adjacency(PATH, 4), pos=PATH[:, ::2])
     post = model.encode(batch)
     a, enc = dense_normalized(PATH, 4), model.encoder
-    if features:
-        h = (a @ (x @ enc.conv1.lin.weight.t()) + enc.conv1.bias).relu()
-    else:  # Â I W0: a learnable per-node embedding, no identity matrix
-        assert enc.embedding.shape == (4, 5)
-        h = (a @ enc.embedding + enc.embedding_bias).relu()
-    mu = a @ (h @ enc.conv_mu.lin.weight.t()) + enc.conv_mu.bias
-    logstd = a @ (h @ enc.conv_logstd.lin.weight.t()) + enc.conv_logstd.bias
+    # Â X W0 with features; Â I W0 = Â W0 without: a learnable per-node embedding, no identity matrix
+    h = (a @ (enc.conv1.weight if features is None else x @ enc.conv1.weight) + enc.conv1.bias).relu()
+    assert enc.conv1.weight.shape == ((4 if features is None else 3), 5)
+    mu = a @ (h @ enc.conv_mu.weight) + enc.conv_mu.bias
+    logstd = a @ (h @ enc.conv_logstd.weight) + enc.conv_logstd.bias
     assert torch.allclose(post.mu, mu, atol=1e-5)
     assert torch.allclose(post.logstd, logstd, atol=1e-5)
+    # gradients through the cached sparse products equal the dense ones
+    (post.mu.sum() + post.logstd.pow(2).sum()).backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    (mu.sum() + logstd.pow(2).sum()).backward()
+    for got, want in zip(grads, [p.grad for p in model.parameters()]):
+        assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_sparse_matrix_matches_dense_products():
+    torch.manual_seed(1)
+    m = torch.randn(6, 4) * (torch.rand(6, 4) > 0.6)
+    d = torch.randn(4, 3, requires_grad=True)
+    out = SparseMatrix.from_dense(m) @ d
+    assert torch.allclose(out, m @ d, atol=1e-6)
+    (grad,) = torch.autograd.grad(out.pow(2).sum(), d)
+    (want,) = torch.autograd.grad((m @ d).pow(2).sum(), d)
+    assert torch.allclose(grad, want, atol=1e-5)
+    assert isinstance(maybe_sparse(m), SparseMatrix) is bool((m != 0).float().mean() <= 0.25)
 
 
 def test_gae_is_deterministic_and_has_no_kl():

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.nn import GCNConv
 from torch_geometric.nn.inits import glorot, zeros
 
 from vgae_toolkit.errors import ConfigError
 from vgae_toolkit.models.latent import Posterior
+from vgae_toolkit.models.sparse import SparseMatrix
 
 
 @dataclass
@@ -23,14 +23,15 @@ class GraphBatch:
     """One full-graph training or evaluation batch.
 
     Attributes:
-        x: node features ``[N, F]``, or ``None`` for featureless (GAE*/VGAE*) runs.
-        adj: the normalised training adjacency Â as a sparse CSR tensor ``[N, N]``.
+        x: node features ``[N, F]`` (dense, or sparse with a cached transpose), or ``None``
+            for featureless (GAE*/VGAE*) runs.
+        adj: the normalised training adjacency Â ``[N, N]`` (symmetric, cached CSR).
         pos: positive pairs ``[2, P]`` (training edges, one orientation each).
         neg: sampled negative pairs ``[2, Q]``, or ``None`` (the dense loss needs none).
     """
 
-    x: Tensor | None
-    adj: Tensor
+    x: Tensor | SparseMatrix | None
+    adj: SparseMatrix
     pos: Tensor
     neg: Tensor | None = None
 
@@ -39,11 +40,34 @@ class GraphBatch:
         return self.adj.size(0)
 
 
+class GCNLayer(nn.Module):
+    """One graph convolution Â X W + b (Kipf & Welling 2017) on a cached sparse Â.
+
+    Equal to ``torch_geometric.nn.GCNConv`` with the normalisation done once up front
+    (Glorot weights, zero bias), but it multiplies by the cached CSR matrices directly
+    instead of running message passing on every call; sparse features stay sparse.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(in_channels, out_channels))
+        self.bias = nn.Parameter(torch.empty(out_channels))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        glorot(self.weight)
+        zeros(self.bias)
+
+    def forward(self, x: Tensor | SparseMatrix | None, adj: SparseMatrix) -> Tensor:
+        h = self.weight if x is None else x @ self.weight  # x = None: featureless, X = I
+        return adj @ h + self.bias
+
+
 class GCNEncoder(nn.Module):
     """Two GCN layers: H = ReLU(Â X W0); mu = Â H W_mu; log sigma = Â H W_sigma (VGAE only).
 
-    The adjacency is normalised once by the caller and passed as a sparse tensor, so no
-    normalisation is recomputed per epoch. Without features the first layer is a learnable
+    The adjacency is normalised once by the caller and passed as a :class:`SparseMatrix`, so
+    nothing is recomputed per epoch. Without features the first layer is a learnable
     per-node embedding: Â I W0 = Â W0, never a dense identity matrix.
 
     Args:
@@ -52,7 +76,7 @@ class GCNEncoder(nn.Module):
         hidden (int): first-layer width (paper: 32).
         latent (int): latent size (paper: 16).
         variational (bool): add the log-sigma head (VGAE) or not (GAE).
-        dropout (float): dropout on layer inputs (reference code: 0).
+        dropout (float): dropout on hidden activations (reference code: 0).
     """
 
     def __init__(self, *, in_channels: int | None, num_nodes: int, hidden: int = 32, latent: int = 16,
@@ -61,29 +85,12 @@ class GCNEncoder(nn.Module):
         if hidden < 1 or latent < 1:
             raise ConfigError(f"model.hidden and model.latent must be positive, got {hidden} and {latent}")
         self.dropout = dropout
-        if in_channels is None:
-            self.embedding = nn.Parameter(torch.empty(num_nodes, hidden))  # W0 of Â I W0
-            self.embedding_bias = nn.Parameter(torch.empty(hidden))
-            self.conv1 = None
-        else:
-            self.conv1 = GCNConv(in_channels, hidden, normalize=False)
-        self.conv_mu = GCNConv(hidden, latent, normalize=False)
-        self.conv_logstd = GCNConv(hidden, latent, normalize=False) if variational else None
-        self.reset_parameters()
+        self.conv1 = GCNLayer(num_nodes if in_channels is None else in_channels, hidden)
+        self.conv_mu = GCNLayer(hidden, latent)
+        self.conv_logstd = GCNLayer(hidden, latent) if variational else None
 
-    def reset_parameters(self) -> None:
-        for module in self.children():
-            module.reset_parameters()
-        if self.conv1 is None:
-            glorot(self.embedding)
-            zeros(self.embedding_bias)
-
-    def forward(self, x: Tensor | None, adj: Tensor) -> Posterior:
-        if self.conv1 is None:
-            h = adj @ F.dropout(self.embedding, self.dropout, self.training) + self.embedding_bias
-        else:
-            h = self.conv1(F.dropout(x, self.dropout, self.training), adj)
-        h = F.dropout(h.relu(), self.dropout, self.training)  # [num_nodes, hidden]
+    def forward(self, x: Tensor | SparseMatrix | None, adj: SparseMatrix) -> Posterior:
+        h = F.dropout(self.conv1(x, adj).relu(), self.dropout, self.training)  # [num_nodes, hidden]
         mu = self.conv_mu(h, adj)  # [num_nodes, latent]
         logstd = None if self.conv_logstd is None else self.conv_logstd(h, adj)
         return Posterior(mu, logstd)
@@ -91,7 +98,8 @@ class GCNEncoder(nn.Module):
 
 def inner_product(z: Tensor, pairs: Tensor) -> Tensor:
     """Decoder logits z_i·z_j for the given pairs only: ``[P]`` (no N x N tensor)."""
-    return (z[pairs[0]] * z[pairs[1]]).sum(dim=-1)
+    # index_select's backward (index_add) is cheaper than advanced indexing's (index_put)
+    return (z.index_select(0, pairs[0]) * z.index_select(0, pairs[1])).sum(dim=-1)
 
 
 class GraphAutoEncoder(nn.Module):

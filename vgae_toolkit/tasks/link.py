@@ -13,11 +13,12 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from vgae_toolkit.errors import DataError
 from vgae_toolkit.metrics import link_scores
 from vgae_toolkit.models.graph import GraphBatch
+from vgae_toolkit.models.sparse import SparseMatrix, maybe_sparse
 from vgae_toolkit.splits import LinkSplit, NegativeSampler, split_edges
 
 
-def normalized_adjacency(edge_index: Tensor, num_nodes: int) -> Tensor:
-    """Â = D^-1/2 (A + I) D^-1/2 as a sparse CSR tensor, computed once per run."""
+def normalized_adjacency(edge_index: Tensor, num_nodes: int) -> SparseMatrix:
+    """Â = D^-1/2 (A + I) D^-1/2 as a cached, symmetric CSR matrix, computed once per run."""
     edge_index, weight = gcn_norm(edge_index, None, num_nodes, add_self_loops=True)
     order = torch.argsort(edge_index[0] * num_nodes + edge_index[1])
     row, col, weight = edge_index[0][order], edge_index[1][order], weight[order]
@@ -25,7 +26,7 @@ def normalized_adjacency(edge_index: Tensor, num_nodes: int) -> Tensor:
     crow[1:] = torch.bincount(row, minlength=num_nodes).cumsum(0)
     with warnings.catch_warnings():  # "sparse CSR is in beta": we rely only on matmul
         warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, col, weight, (num_nodes, num_nodes))
+        return SparseMatrix(torch.sparse_csr_tensor(crow, col, weight, (num_nodes, num_nodes)))
 
 
 class TrainEpochs:
@@ -61,7 +62,8 @@ class LinkPredictionTask:
             x = x / x.sum(dim=1, keepdim=True).clamp(min=1e-12)
         self.x = x
         adj = normalized_adjacency(self.split.train_edge_index, data.num_nodes)
-        self.batch = GraphBatch(x=x, adj=adj, pos=self.split.train_pos)
+        # bag-of-words features (Cora: 1.3% non-zero) are multiplied as a cached sparse matrix
+        self.batch = GraphBatch(x=None if x is None else maybe_sparse(x), adj=adj, pos=self.split.train_pos)
         self.sampler = NegativeSampler(self.split.train_pos, data.num_nodes,
                                        torch.Generator().manual_seed(sampler_seed))
 
