@@ -64,8 +64,14 @@ def build_link_task(cfg: DictConfig):
     )
 
 
+def build_image_task(cfg: DictConfig):
+    from vgae_toolkit.tasks.image import build_image_task
+
+    return build_image_task(cfg)
+
+
 # One builder per dataset kind; a new kind of data registers its task here.
-TASK_BUILDERS: dict[str, Callable[[DictConfig], object]] = {"graph": build_link_task}
+TASK_BUILDERS: dict[str, Callable[[DictConfig], object]] = {"graph": build_link_task, "image": build_image_task}
 
 
 def check_compatible(cfg: DictConfig) -> None:
@@ -104,6 +110,16 @@ def ensure_writable(out: Path) -> None:
         ) from err
 
 
+def finished_run(out: Path, cfg: DictConfig) -> dict | None:
+    """The metrics of a complete run of the same config in ``out``, else ``None``."""
+    try:
+        metrics = json.loads((out / "metrics.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    same = metrics.get("config") == OmegaConf.to_container(cfg, resolve=True)
+    return metrics if metrics.get("status") == "complete" and same else None
+
+
 def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     """Train and evaluate one model; returns what it writes to ``metrics.json``.
 
@@ -118,11 +134,16 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     out = Path(output_dir)
     ensure_writable(out)
     check_compatible(cfg)
+    if cfg.get("skip_finished") and (finished := finished_run(out, cfg)) is not None:
+        log.info("%s already holds a finished run of this config: skipped", out)
+        return finished
     start = time.perf_counter()
     seed_everything(cfg.seed)
     task = TASK_BUILDERS[cfg.dataset.kind](cfg)
     model = build_model(cfg.model, task)
-    trainer = build(cfg.trainer, "trainer", callbacks=task.callbacks(model))
+    # monitor=auto: the task names its main validation metric (link AP, image ELBO)
+    auto = {"monitor": task.primary_metric} if cfg.trainer.get("monitor") == "auto" else {}
+    trainer = build(cfg.trainer, "trainer", callbacks=task.callbacks(model), **auto)
     identity = {"model": cfg.model.name, "dataset": cfg.dataset.name, "seed": int(cfg.seed)}
     try:
         fit = trainer.fit(model, task.train_batches(model), evaluate=lambda m: task.evaluate(m, "val"))

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from vgae_toolkit.errors import TrainingError
+from vgae_toolkit.errors import ConfigError, TrainingError
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}
 
@@ -113,6 +113,10 @@ class Trainer:
                 model.eval()
                 with torch.no_grad():
                     record.update(evaluate(model))
+                if self.monitor not in record and self.select == "best":
+                    keys = sorted(k for k in record if k.startswith("val_"))
+                    raise ConfigError(f"trainer.monitor={self.monitor} is not a validation metric of this run; "
+                                      f"expected one of {keys} (or auto)")
                 if record.get(self.monitor, -math.inf) > best_score:
                     best_score = record[self.monitor]
                     result.best_state = copy.deepcopy(model.state_dict())

@@ -67,6 +67,8 @@ class LinkPredictionTask:
         self.sampler = NegativeSampler(self.split.train_pos, data.num_nodes,
                                        torch.Generator().manual_seed(sampler_seed))
 
+    primary_metric = "val_ap"  # what trainer.monitor=auto maximises
+
     def model_kwargs(self) -> dict:
         return {"in_channels": None if self.x is None else self.x.size(1), "num_nodes": self.data.num_nodes}
 
