@@ -155,6 +155,8 @@ class VAE(nn.Module):
         super().__init__()
         if decoder not in DECODERS:
             raise ConfigError(f"model.decoder: expected one of {sorted(DECODERS)}, got {decoder!r}")
+        if latent_dim < 1 or any(h < 1 for h in hidden):
+            raise ConfigError(f"model.latent_dim and model.hidden must be positive, got {latent_dim} and {list(hidden)}")
         if num_samples < 1 or kl_warmup_epochs < 0 or free_bits < 0:
             raise ConfigError("model.num_samples must be >= 1, kl_warmup_epochs and free_bits >= 0")
         self.input_dim, self.latent_dim, self.num_classes = input_dim, latent_dim, num_classes

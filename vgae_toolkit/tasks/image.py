@@ -137,6 +137,17 @@ class ImageDensityTask:
                 "conditional": self.conditional, "binarize": self.binarize, "batch_size": self.batch_size,
                 "split_sizes": sizes, "iw_samples": self.iw_samples, **self.final}
 
+    def embed(self, model: nn.Module, num_samples: int = 100) -> dict[str, Tensor]:
+        """Latent codes (posterior means) of the test images and decoder means of prior samples."""
+        x, y = self.sets["test"]
+        y = self._labels(y)
+        with torch.no_grad(), eval_rng():
+            labels = torch.arange(num_samples) % self.data.num_classes if self.conditional else None
+            out = {"latent_test": self._posterior(model, x, y).mu, "samples": model.sample(num_samples, labels)}
+        if y is not None:
+            out["labels_test"] = y
+        return out
+
     def callbacks(self, model: nn.Module) -> list:
         return [warmup_callback, self.after_epoch]
 
