@@ -38,3 +38,66 @@ smoke: install  ## a 20-epoch run on the synthetic graph
 clean:  ## remove caches (keeps .venv and outputs/)
 	rm -rf .pytest_cache build *.egg-info
 	find . -name __pycache__ -prune -exec rm -rf {} +
+
+# The VAE figures of Kingma & Welling (AEVB): Hydra sweeps of conf/experiment/figure*.yaml into
+# VAE_RUNS, then one figure (and CSVs) into experiments/vae/. MNIST and Frey Face are read from
+# VGAE_TOOLKIT_DATA. ARGS is passed to every run of the sweep.
+VAE_RUNS ?= $(or $(VGAE_TOOLKIT_OUTPUT),outputs)/vae
+VAE_FIGURES ?= experiments/vae
+.PHONY: figure2 figure4 figure5
+
+figure2: install  ## AEVB Fig. 2: train/test bound vs training samples, latent sweeps on MNIST and Frey Face (~40 min)
+	$(BIN)/python -m vgae_toolkit -m +experiment=figure2_mnist hydra.sweep.dir=$(VAE_RUNS)/figure2_mnist $(ARGS)
+	$(BIN)/python -m vgae_toolkit -m +experiment=figure2_freyface hydra.sweep.dir=$(VAE_RUNS)/figure2_freyface $(ARGS)
+	$(BIN)/python -m vgae_toolkit.plots_vae figure2 $(VAE_RUNS)/figure2_mnist $(VAE_RUNS)/figure2_freyface --out $(VAE_FIGURES)
+
+figure4: install  ## AEVB Fig. 4: learned 2-D manifolds of Frey Face and MNIST (~7 min)
+	$(BIN)/python -m vgae_toolkit -m +experiment=figure4 hydra.sweep.dir=$(VAE_RUNS)/figure4 $(ARGS)
+	$(BIN)/python -m vgae_toolkit.plots_vae figure4 $(VAE_RUNS)/figure4 --out $(VAE_FIGURES)
+
+figure5: install  ## AEVB Fig. 5: random MNIST samples for latent sizes 2, 5, 10, 20 (~15 min)
+	$(BIN)/python -m vgae_toolkit -m +experiment=figure5 hydra.sweep.dir=$(VAE_RUNS)/figure5 $(ARGS)
+	$(BIN)/python -m vgae_toolkit.plots_vae figure5 $(VAE_RUNS)/figure5 --out $(VAE_FIGURES)
+
+# Table 1 of Kipf & Welling (VGAE): conf/experiment/table1.yaml sweeps SC, DW, GAE*, VGAE*, GAE and VGAE
+# over Cora, CiteSeer and PubMed, seeds 0-9 (180 runs), TABLE1_JOBS at a time with one thread each, into
+# TABLE1_RUNS; finished runs are skipped, so an interrupted `make table1` resumes. The report (markdown,
+# CSV, LaTeX) goes to TABLE1_OUT.{md,csv,tex}, headed by the command, date, machine and wall time.
+# Planetoid files are read from VGAE_TOOLKIT_DATA. ARGS is passed to every run of the sweep.
+TABLE1_RUNS ?= $(or $(VGAE_TOOLKIT_OUTPUT),outputs)/table1
+TABLE1_OUT ?= experiments/table1/results
+TABLE1_SMOKE ?= $(or $(VGAE_TOOLKIT_OUTPUT),outputs)/table1_smoke
+TABLE1_JOBS ?= 2
+TABLE1_SWEEP = OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m vgae_toolkit -m launcher=joblib \
+	hydra.launcher.n_jobs=$(TABLE1_JOBS)
+TABLE1_REPORT = $(BIN)/python -m vgae_toolkit.report --paper experiments/table1/paper.csv
+.PHONY: table1 table1-tuned table1-smoke figures-graph
+
+# $(1): experiment, $(2): runs folder, $(3): report path. Runs the sweep, then writes the report with
+# a header saying how it was made.
+define table1_sweep
+	@start=$$(date +%s); load=$$(cut -d' ' -f1-3 /proc/loadavg); \
+	$(TABLE1_SWEEP) +experiment=$(1) hydra.sweep.dir=$(2) $(ARGS) || exit 1; \
+	wall=$$(( $$(date +%s) - start )); \
+	$(TABLE1_REPORT) $(2) --out $(3) || exit 1; \
+	{ echo "# Table 1 (Kipf & Welling 2016, link prediction): experiment=$(1)"; echo; \
+	  echo "- command: \`make $@$(if $(ARGS), ARGS='$(ARGS)')\`, i.e. \`python -m vgae_toolkit -m +experiment=$(1) launcher=joblib hydra.launcher.n_jobs=$(TABLE1_JOBS)\` with OMP_NUM_THREADS=1"; \
+	  echo "- date: $$(date -u '+%Y-%m-%d %H:%M UTC')"; \
+	  echo "- machine: $$(nproc) cores ($$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $$(uname -sm), load average $$load at the start"; \
+	  echo "- wall time: $$((wall / 60)) min $$((wall % 60)) s for the runs this invocation made (finished runs are skipped)"; \
+	  cat $(3).md; } > $(3).md.tmp && mv $(3).md.tmp $(3).md && echo "wrote $(3).md"
+endef
+
+table1: install  ## VGAE Table 1, paper protocol: 180 runs (~30 min on 2 cores), then experiments/table1/results.md
+	$(call table1_sweep,table1,$(TABLE1_RUNS),$(TABLE1_OUT))
+
+table1-tuned: install  ## VGAE Table 1, GAE/VGAE rows with the validation-tuned preset (experiment=table1_tuned)
+	$(call table1_sweep,table1_tuned,$(TABLE1_RUNS)_tuned,$(TABLE1_OUT)_tuned)
+
+table1-smoke: install  ## Table 1 in about a minute: Cora, seed 0, every row, 20 epochs (what CI runs)
+	$(TABLE1_SWEEP) +experiment=table1 dataset=cora seed=0 autoencoder.epochs=20 \
+		hydra.sweep.dir=$(TABLE1_SMOKE) $(ARGS)
+	$(TABLE1_REPORT) $(TABLE1_SMOKE) --out $(TABLE1_SMOKE)/results
+
+figures-graph: install  ## VGAE Fig. 1 (t-SNE of latent means, Cora) and ROC/PR curves, from seed 0 of make table1
+	$(BIN)/python -m vgae_toolkit.plots_graph $(TABLE1_RUNS) --seed 0 --out experiments/table1
