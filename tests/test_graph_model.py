@@ -130,3 +130,11 @@ def test_auto_recon_is_dense_only_where_it_fits():
     large = GraphAutoEncoder(in_channels=None, num_nodes=500, dense_max_nodes=100)
     assert large.recon == "sampled" and large.negatives_per_positive == 1
     assert large.describe() == {"recon": "sampled", "kl_weight": 1 / 500, "neg_ratio": 1}
+
+
+def test_layers_without_bias_as_the_reference_code():
+    model = GraphAutoEncoder(in_channels=3, num_nodes=4, bias=False)
+    assert not [name for name, _ in model.named_parameters() if "bias" in name]
+    adj = normalized_adjacency(PATH, 4)
+    post = model.encode(GraphBatch(x=torch.zeros(4, 3), adj=adj, pos=PATH[:, ::2]))
+    assert torch.equal(post.mu, torch.zeros(4, 16))  # zero input, no bias: exactly zero

@@ -48,19 +48,21 @@ class GCNLayer(nn.Module):
     instead of running message passing on every call; sparse features stay sparse.
     """
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(in_channels, out_channels))
-        self.bias = nn.Parameter(torch.empty(out_channels))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         glorot(self.weight)
-        zeros(self.bias)
+        if self.bias is not None:
+            zeros(self.bias)
 
     def forward(self, x: Tensor | SparseMatrix | None, adj: SparseMatrix) -> Tensor:
         h = self.weight if x is None else x @ self.weight  # x = None: featureless, X = I
-        return adj @ h + self.bias
+        h = adj @ h
+        return h if self.bias is None else h + self.bias
 
 
 class GCNEncoder(nn.Module):
@@ -77,17 +79,19 @@ class GCNEncoder(nn.Module):
         latent (int): latent size (paper: 16).
         variational (bool): add the log-sigma head (VGAE) or not (GAE).
         dropout (float): dropout on hidden activations (reference code: 0).
+        bias (bool): add a bias to each layer (the reference code's GCN layers have none;
+            PyG's ``GCNConv`` has one).
     """
 
     def __init__(self, *, in_channels: int | None, num_nodes: int, hidden: int = 32, latent: int = 16,
-                 variational: bool = True, dropout: float = 0.0) -> None:
+                 variational: bool = True, dropout: float = 0.0, bias: bool = True) -> None:
         super().__init__()
         if hidden < 1 or latent < 1:
             raise ConfigError(f"model.hidden and model.latent must be positive, got {hidden} and {latent}")
         self.dropout = dropout
-        self.conv1 = GCNLayer(num_nodes if in_channels is None else in_channels, hidden)
-        self.conv_mu = GCNLayer(hidden, latent)
-        self.conv_logstd = GCNLayer(hidden, latent) if variational else None
+        self.conv1 = GCNLayer(num_nodes if in_channels is None else in_channels, hidden, bias)
+        self.conv_mu = GCNLayer(hidden, latent, bias)
+        self.conv_logstd = GCNLayer(hidden, latent, bias) if variational else None
 
     def forward(self, x: Tensor | SparseMatrix | None, adj: SparseMatrix) -> Posterior:
         h = F.dropout(self.conv1(x, adj).relu(), self.dropout, self.training)  # [num_nodes, hidden]
@@ -107,7 +111,7 @@ class GraphAutoEncoder(nn.Module):
 
     Args:
         in_channels, num_nodes: filled in from the data at run time.
-        hidden, latent, variational, dropout: see :class:`GCNEncoder`.
+        hidden, latent, variational, dropout, bias: see :class:`GCNEncoder`.
         recon (str): ``dense`` — the paper's weighted BCE over all N^2 pairs with
             ``pos_weight`` and ``norm`` (reference code, ``optimizer.py``), O(N^2) memory, so
             refused above ``dense_max_nodes``; ``sampled`` — BCE on the training edges and
@@ -122,8 +126,8 @@ class GraphAutoEncoder(nn.Module):
     kind = "graph"
 
     def __init__(self, *, in_channels: int | None, num_nodes: int, hidden: int = 32, latent: int = 16,
-                 variational: bool = True, dropout: float = 0.0, recon: str = "auto", neg_ratio: int = 1,
-                 kl_weight: float | None = None, dense_max_nodes: int = 10_000) -> None:
+                 variational: bool = True, dropout: float = 0.0, bias: bool = True, recon: str = "auto",
+                 neg_ratio: int = 1, kl_weight: float | None = None, dense_max_nodes: int = 10_000) -> None:
         super().__init__()
         if recon not in ("auto", "sampled", "dense"):
             raise ConfigError(f"model.recon: expected 'auto', 'sampled' or 'dense', got {recon!r}")
@@ -137,7 +141,7 @@ class GraphAutoEncoder(nn.Module):
         if recon == "sampled" and neg_ratio < 1:
             raise ConfigError(f"model.neg_ratio must be at least 1 with recon=sampled, got {neg_ratio}")
         self.encoder = GCNEncoder(in_channels=in_channels, num_nodes=num_nodes, hidden=hidden, latent=latent,
-                                  variational=variational, dropout=dropout)
+                                  variational=variational, dropout=dropout, bias=bias)
         self.recon, self.neg_ratio = recon, neg_ratio
         self.kl_weight = 1.0 / num_nodes if kl_weight is None else float(kl_weight)
 
