@@ -22,16 +22,7 @@ IMAGE_MODELS = ["cvae", "vae", "vae_paper"]
 IMAGE_EXPERIMENTS = ["figure2_freyface", "figure2_mnist", "figure4", "figure5", "vae_modern", "vae_paper"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Small layers gain nothing from threads; on a busy 2-core machine they slow everything down.
-    from threadpoolctl import threadpool_limits
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1):
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def digits_run(out, *overrides, epochs=15):

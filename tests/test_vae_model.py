@@ -10,17 +10,7 @@ from vgae_toolkit.models.vae import VAE, BernoulliDecoder, GaussianDecoder, MLPE
 from vgae_toolkit.trainer import Trainer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Layers this small gain nothing from threads, and on a busy 2-core machine thread
-    # contention made a 20-epoch run (and the BLAS behind sklearn) ten times slower.
-    from threadpoolctl import threadpool_limits
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1):
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
