@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from vgae_toolkit.data.graphs import make_sbm
 from vgae_toolkit.errors import ConfigError
-from vgae_toolkit.models.graph import GraphAutoEncoder, GraphBatch, inner_product
+from vgae_toolkit.models.graph import GraphAutoEncoder, GraphBatch, inner_product, softplus_gram_sum
 from vgae_toolkit.models.sparse import SparseMatrix, maybe_sparse
 from vgae_toolkit.tasks.link import LinkPredictionTask, normalized_adjacency
 from vgae_toolkit.trainer import Trainer
@@ -103,11 +103,21 @@ def test_sampled_loss_is_bce_on_positives_and_negatives():
     assert torch.allclose(model._sampled_recon(z, batch), expected)
 
 
-def test_dense_refused_above_node_limit():
-    with pytest.raises(ConfigError, match="dense_max_nodes"):
-        GraphAutoEncoder(in_channels=None, num_nodes=50, recon="dense", dense_max_nodes=10)
+def test_explicit_dense_runs_above_the_auto_limit():
+    assert GraphAutoEncoder(in_channels=None, num_nodes=50, recon="dense", dense_max_nodes=10).recon == "dense"
     with pytest.raises(ConfigError, match="model.recon"):
         GraphAutoEncoder(in_channels=None, num_nodes=5, recon="full")
+
+
+@pytest.mark.parametrize("n, block", [(1, 4), (7, 3), (9, 3), (300, 64), (300, 300), (300, 512)])
+def test_blocked_gram_softplus_sum_matches_the_dense_formula(n, block):
+    torch.manual_seed(n)
+    z = torch.randn(n, 5, dtype=torch.float64, requires_grad=True)
+    expected = F.softplus(z @ z.t()).sum()
+    (grad_expected,) = torch.autograd.grad(3 * expected, z)
+    got = softplus_gram_sum(z, block)
+    (grad,) = torch.autograd.grad(3 * got, z)
+    assert torch.allclose(got, expected) and torch.allclose(grad, grad_expected)
 
 
 @pytest.mark.parametrize("variational", [False, True])
