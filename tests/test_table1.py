@@ -23,12 +23,7 @@ ROOT = CONF.parent
 AUTOENCODER_ROWS = ["gae_star", "vgae_star", "gae", "vgae"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sweep_jobs(*overrides: str) -> list[list[str]]:
@@ -76,6 +71,15 @@ def test_run_directories_are_named_by_row_dataset_and_seed():
                       return_hydra_config=True)
     assert cfg.hydra.sweep.subdir == "gae_star_pubmed_s3"
     assert "${now:" not in OmegaConf.to_yaml(cfg.hydra.sweep)  # a re-run resumes in the same folders
+
+
+def test_tuned_preset_chooses_only_autoencoder_knobs():
+    jobs = sweep_jobs("+experiment=table1_tuned")
+    assert {choice(j, "table1_row") for j in jobs} == set(AUTOENCODER_ROWS) and len(jobs) == 4 * 3 * 10
+    for dataset in ("cora", "citeseer", "pubmed"):
+        cfg = compose_cfg("+experiment=table1_tuned", "table1_row=vgae_star", f"dataset={dataset}")
+        OmegaConf.to_container(cfg, resolve=True)  # every per-dataset value resolves
+        assert cfg.trainer.select in ("last", "best")
 
 
 @pytest.mark.parametrize("launcher, plugin", [("joblib", "JoblibLauncher"), ("slurm", "SlurmLauncher")])
@@ -175,3 +179,22 @@ def test_make_table1_smoke(tmp_path, data_root):
     for row in ("SC", "DW", "GAE*", "VGAE*", "GAE", "VGAE"):
         assert f"| {row} " in report
     assert Path(out / "results.csv").exists() and Path(out / "results.tex").exists()
+
+
+# -- figures -------------------------------------------------------------------------------------
+def test_figures_from_finished_runs_without_retraining(tmp_path):
+    from matplotlib.image import imread
+
+    from vgae_toolkit import plots_graph
+
+    for model, knobs in [("vgae", ["trainer.epochs=5"]), ("spectral", ["model.dim=7"])]:
+        run(compose_cfg(f"model={model}", *SBM, *knobs), tmp_path / "sweep" / f"{model}_sbm_s0")
+    written = plots_graph.write_figures([tmp_path / "sweep"], tmp_path / "figs", seed=0, tsne_dataset="sbm")
+    assert sorted(p.name for p in written) == ["figure1_latent_sbm.png", "roc_pr_sbm.png"]
+    for path in written:
+        assert imread(path).shape[0] > 300 and path.stat().st_size < 1 << 20
+    # the rebuilt model scores the test pairs exactly as the finished run did
+    for model in ("spectral", "vgae"):
+        task, fitted = plots_graph.load_run(tmp_path / "sweep" / f"{model}_sbm_s0")
+        metrics = json.loads((tmp_path / "sweep" / f"{model}_sbm_s0" / "metrics.json").read_text())
+        assert task.evaluate(fitted, "test")["test_auc"] == metrics["test_auc"]

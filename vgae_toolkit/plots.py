@@ -25,7 +25,8 @@ def plot_history(history: list[dict[str, float]], path: str | Path, *, title: st
     for key in loss_keys:
         ax_loss.plot(xs, [h.get(key, float("nan")) for h in history], label=key.removeprefix("train_"))
     ax_loss.set(xlabel=x_label, ylabel="training objective", title="training")
-    ax_loss.legend()
+    if loss_keys:  # closed-form fits (SC, DW) have no training curve
+        ax_loss.legend()
     val_keys = sorted({k for h in history for k in h if k.startswith("val_")})
     for key in val_keys:
         points = [(h[x_key], h[key]) for h in history if key in h]

@@ -6,7 +6,7 @@ Kipf & Welling, *Variational Graph Auto-Encoders* (https://arxiv.org/abs/1611.07
   training), citation links in grey;
 - ROC and precision-recall curves of every Table 1 row on each dataset's test pairs, one seed.
 
-Nothing is retrained: each run directory's ``last.pt`` holds the weights (for SC and DW, the fitted
+Nothing is retrained: each run directory's checkpoint holds the weights (for SC and DW, the fitted
 embedding) and the resolved config, from which the split and the model are rebuilt::
 
     python -m vgae_toolkit.plots_graph SWEEP_DIR [SWEEP_DIR ...] --out experiments/table1 [--seed 0]
@@ -14,7 +14,7 @@ embedding) and the resolved config, from which the split and the model are rebui
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+import json
 from pathlib import Path
 
 import numpy as np
@@ -23,33 +23,20 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from sklearn.manifold import TSNE
 from sklearn.metrics import precision_recall_curve, roc_curve
-from torch import Tensor, nn
+from torch import Tensor
 
-from vgae_toolkit.checkpoint import load_checkpoint
+from vgae_toolkit import predict
 from vgae_toolkit.plots import save_figure
 from vgae_toolkit.report import DATASET_ORDER, ROW_ORDER, collect
 
-
-@dataclass
-class LoadedRun:
-    """A finished run rebuilt from its directory: the config, its link task and the fitted model."""
-
-    cfg: object
-    task: object
-    model: nn.Module
+DISPLAY_NAMES = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
 
 
-def load_run(run_dir: str | Path) -> LoadedRun:
-    """Rebuild the split and the model of ``run_dir`` and load its final weights."""
-    from vgae_toolkit.run import build_link_task, build_model
-
-    checkpoint = load_checkpoint(Path(run_dir) / "last.pt")
-    cfg = checkpoint["config"]
-    task = build_link_task(cfg)
-    model = build_model(cfg.model, task)
-    model.load_state_dict(checkpoint["state_dict"])
-    model.eval()
-    return LoadedRun(cfg, task, model)
+def load_run(run_dir: str | Path):
+    """``(task, model)`` of a finished run, with the weights it reported (``best.pt`` under select=best)."""
+    metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+    task, model, _ = predict.load_run(run_dir, which="best" if metrics.get("select") == "best" else "last")
+    return task, model
 
 
 def tsne_2d(z: Tensor, *, seed: int = 0) -> np.ndarray:
@@ -101,19 +88,18 @@ def write_figures(roots: list[str | Path], out: str | Path, *, seed: int = 0, ts
     datasets += sorted(set(runs["dataset"]) - set(datasets))
     for dataset in datasets:
         here = runs[runs["dataset"] == dataset].drop_duplicates("row").set_index("row")
+        name = DISPLAY_NAMES.get(dataset, dataset)
         scores = {}
         for row in [r for r in ROW_ORDER if r in here.index] + sorted(set(here.index) - set(ROW_ORDER)):
-            loaded = load_run(here.loc[row, "path"])
-            scores[row] = loaded.task.scores(loaded.model, "test")
+            task, model = load_run(here.loc[row, "path"])
+            scores[row] = task.scores(model, "test")
             if row == "VGAE" and dataset == tsne_dataset:
-                with torch.no_grad():
-                    mu = loaded.model.encode(loaded.task.batch).mu  # [num_nodes, latent]
-                data = loaded.task.data
+                mu = task.embed(model)["embeddings"]  # posterior means, [num_nodes, latent]
+                data = task.data
                 written.append(plot_latent_space(
                     tsne_2d(mu, seed=seed), data.y, data.edge_index, out / f"figure1_latent_{dataset}.png",
-                    title=f"VGAE latent means on {dataset} (t-SNE), coloured by class; links in grey"))
-        written.append(plot_roc_pr(scores, out / f"roc_pr_{dataset}.png",
-                                   title=f"{dataset}: test links, seed {seed}"))
+                    title=f"VGAE latent means on {name} (t-SNE), coloured by class; links in grey"))
+        written.append(plot_roc_pr(scores, out / f"roc_pr_{dataset}.png", title=f"{name}: test links, seed {seed}"))
     return written
 
 

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from vgae_toolkit.errors import ConfigError
 from vgae_toolkit.models.baselines import deepwalk_embedding, inner_product_scores, spectral_embedding
 from vgae_toolkit.models.graph import GraphBatch
+from vgae_toolkit.models.latent import Posterior
 
 
 class NodeEmbedding(nn.Module):
@@ -62,12 +63,16 @@ class NodeEmbedding(nn.Module):
         raise ConfigError(f"{type(self).__name__} is fitted in closed form, not by gradient steps: "
                           "use trainer=closed_form (the model's config selects it unless trainer= is given)")
 
+    def encode(self, batch: GraphBatch) -> Posterior:
+        """The fitted embedding as a point-mass posterior (as a GAE's), ``mu`` ``[num_nodes, dim]``."""
+        if not bool(self.fitted):
+            raise RuntimeError(f"{type(self).__name__} used before fit")
+        return Posterior(self.embedding)
+
     @torch.no_grad()
     def score(self, batch: GraphBatch, pairs: Tensor) -> Tensor:
         """Logits z_i . z_j of ``pairs`` ``[2, P]``: ``[P]``."""
-        if not bool(self.fitted):
-            raise RuntimeError(f"{type(self).__name__}.score called before fit")
-        return inner_product_scores(self.embedding, pairs)
+        return inner_product_scores(self.encode(batch).mu, pairs)
 
     def describe(self) -> dict:
         return {"embedding_dim": self.dim, "fit_seconds": self.fit_seconds}
