@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from conftest import require_files
-from vgae_toolkit.data.graphs import load_edgelist, load_karate, load_planetoid, make_sbm
+from vgae_toolkit.data.graphs import bernoulli_positions, load_edgelist, load_karate, load_planetoid, make_sbm, sbm_edges
 from vgae_toolkit.errors import DataError
 
 
@@ -76,3 +76,29 @@ def test_real_planetoid(data_root):
     assert cora.num_nodes == 2708 and cora.x.shape == (2708, 1433) and cora.edge_index.size(1) == 10556
     citeseer = load_planetoid(data_root, name="CiteSeer", download=False)
     assert citeseer.num_nodes == 3327 and citeseer.edge_index.size(1) == 9104
+
+
+def test_sbm_edges_follow_the_block_probabilities():
+    gen = torch.Generator().manual_seed(0)
+    sizes = torch.tensor([30, 31, 29])
+    block = torch.repeat_interleave(torch.arange(3), sizes)
+    same = block[:, None] == block[None]
+    counts, rounds = torch.zeros(90, 90), 300
+    for _ in range(rounds):
+        edges = sbm_edges(sizes, 0.3, 0.05, gen)
+        assert edges.size(1) == torch.unique(edges[0] * 90 + edges[1]).numel()  # no duplicates
+        counts[edges[0], edges[1]] += 1
+    assert torch.equal(counts, counts.t()) and counts.diag().sum() == 0  # undirected, no self-loops
+    off_diagonal = same & ~torch.eye(90, dtype=torch.bool)
+    assert abs(counts[off_diagonal].mean() / rounds - 0.3) < 0.005
+    assert abs(counts[~same].mean() / rounds - 0.05) < 0.002
+    # every pair, not just on average: the rarest same-block pair is still near 0.3
+    assert counts[off_diagonal].min() / rounds > 0.2
+
+
+@pytest.mark.parametrize("total, p", [(0, 0.5), (1, 1.0), (50, 0.0), (10**6, 0.01), (10**12, 1e-9)])
+def test_bernoulli_positions_are_sorted_distinct_and_in_range(total, p):
+    pos = bernoulli_positions(total, p, torch.Generator().manual_seed(1))
+    assert torch.all(pos[1:] > pos[:-1]) and (pos.numel() == 0 or (pos[0] >= 0 and pos[-1] < total))
+    expected = total * p
+    assert abs(pos.numel() - expected) <= 6 * expected ** 0.5 + 1e-9

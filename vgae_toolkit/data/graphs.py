@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch_geometric.data import Data
-from torch_geometric.utils import coalesce, remove_self_loops, stochastic_blockmodel_graph, to_undirected
+from torch_geometric.utils import coalesce, remove_self_loops, to_undirected
 
 from vgae_toolkit.errors import DataError
 
@@ -133,6 +133,55 @@ def load_karate(root: str | Path | None = None) -> Data:
     return Data(x=data.x, edge_index=edge_index, y=data.y, num_nodes=data.num_nodes)
 
 
+def bernoulli_positions(total: int, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Sorted positions in ``[0, total)``, each kept independently with probability ``p``.
+
+    Exact and O(total * p) rather than O(total): the gaps between kept positions are
+    Geometric(p), so only the kept positions are ever drawn.
+    """
+    if total <= 0 or p <= 0.0:
+        return torch.empty(0, dtype=torch.long)
+    if p >= 1.0:
+        return torch.arange(total)
+    chunks, start = [], -1  # position of the last kept one
+    while start < total:
+        expected = (total - start) * p
+        count = int(expected + 6 * expected ** 0.5 + 16)
+        gaps = torch.empty(count, dtype=torch.float64).geometric_(p, generator=generator)
+        positions = start + gaps.cumsum(0).long()
+        chunks.append(positions)
+        start = int(positions[-1])
+    positions = torch.cat(chunks)
+    return positions[positions < total]
+
+
+def sbm_edges(sizes: torch.Tensor, p_in: float, p_out: float, generator: torch.Generator) -> torch.Tensor:
+    """Undirected stochastic-block-model edges ``[2, 2E]`` (both directions), in O(N + E).
+
+    Every pair {i, j} of the same block is an edge with probability ``p_in``, of different
+    blocks with ``p_out``, independently: the distribution of an O(N^2) Bernoulli matrix,
+    sampled by skipping over non-edges (:func:`bernoulli_positions`) block by block.
+    """
+    num_nodes = int(sizes.sum())
+    offsets = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])
+    block = torch.repeat_interleave(torch.arange(sizes.numel()), sizes)
+    # Within blocks: the s x s grids of all blocks laid end to end; keep row < column.
+    areas = torch.cat([sizes.new_zeros(1), (sizes * sizes).cumsum(0)])
+    pos = bernoulli_positions(int(areas[-1]), p_in, generator)
+    b = torch.searchsorted(areas, pos, right=True) - 1
+    local = pos - areas[b]
+    row, col = offsets[b] + local // sizes[b], offsets[b] + local % sizes[b]
+    keep = row < col
+    inside = torch.stack([row[keep], col[keep]])
+    # Between blocks: the N x N grid; keep row < column in different blocks.
+    pos = bernoulli_positions(num_nodes * num_nodes, p_out, generator)
+    row, col = pos // num_nodes, pos % num_nodes
+    keep = (row < col) & (block[row] != block[col])
+    between = torch.stack([row[keep], col[keep]])
+    edges = torch.cat([inside, between], dim=1)
+    return torch.cat([edges, edges.flip(0)], dim=1)
+
+
 def make_sbm(
     root: str | Path | None = None,
     *,
@@ -146,20 +195,21 @@ def make_sbm(
 ) -> Data:
     """A seeded stochastic block model with community-correlated Gaussian features.
 
-    Each block gets a random feature centroid; a node's features are its centroid plus
-    ``feature_noise`` times standard normal noise, so features carry the block structure.
+    ``num_blocks`` blocks of (nearly) equal size; pairs inside a block are linked with
+    probability ``p_in``, across blocks with ``p_out``. Each block gets a random feature
+    centroid; a node's features are its centroid plus ``feature_noise`` times standard normal
+    noise, so features carry the block structure. Time and memory are O(N + E)
+    (:func:`sbm_edges`), so graphs of millions of nodes take seconds.
     """
     if num_nodes < num_blocks or num_blocks < 1:
         raise DataError(f"sbm: need num_nodes >= num_blocks >= 1, got {num_nodes} nodes, {num_blocks} blocks")
+    for key, p in (("p_in", p_in), ("p_out", p_out)):
+        if not 0.0 <= p <= 1.0:
+            raise DataError(f"sbm: {key} must be a probability in [0, 1], got {p}")
     gen = torch.Generator().manual_seed(seed)
     sizes = torch.full((num_blocks,), num_nodes // num_blocks, dtype=torch.long)
     sizes[: num_nodes % num_blocks] += 1
-    probs = torch.full((num_blocks, num_blocks), p_out)
-    probs.fill_diagonal_(p_in)
-    # PyG's generator draws from the global RNG; fork it so the caller's stream is untouched.
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        edge_index = stochastic_blockmodel_graph(sizes, probs, directed=False)
+    edge_index = sbm_edges(sizes, p_in, p_out, gen)
     y = torch.repeat_interleave(torch.arange(num_blocks), sizes)
     centroids = torch.randn(num_blocks, num_features, generator=gen)
     x = centroids[y] + feature_noise * torch.randn(num_nodes, num_features, generator=gen)
