@@ -101,3 +101,11 @@ table1-smoke: install  ## Table 1 in about a minute: Cora, seed 0, every row, 20
 
 figures-graph: install  ## VGAE Fig. 1 (t-SNE of latent means, Cora) and ROC/PR curves, from seed 0 of make table1
 	$(BIN)/python -m vgae_toolkit.plots_graph $(TABLE1_RUNS) --seed 0 --out experiments/table1
+
+# Speed and memory against the reference loops (PyG's autoencoder example, pytorch/examples' VAE), measured
+# side by side in one run; writes experiments/bench/results.md (+ .json) with the machine description.
+# BENCH_ARGS picks sections or sizes, e.g. BENCH_ARGS="--sections link --link-datasets cora".
+BENCH_ARGS ?=
+.PHONY: bench
+bench: install  ## benchmark against the reference loops (about 15 min): experiments/bench/results.md
+	$(BIN)/python -m vgae_toolkit.bench --data-dir $(or $(VGAE_TOOLKIT_DATA),data) $(BENCH_ARGS)

@@ -1,0 +1,49 @@
+"""The benchmark script: its arithmetic, its report and a tiny end-to-end run (no timing is asserted)."""
+import json
+
+import pytest
+
+from conftest import require_files
+from vgae_toolkit import bench
+
+
+def test_growth_exponent_recovers_a_power_law():
+    edges = [1e4, 1e5, 1e6]
+    assert bench.growth_exponent(edges, [3 * e ** 1.0 for e in edges]) == pytest.approx(1.0)
+    assert bench.growth_exponent(edges, [0.5 * e ** 1.5 for e in edges]) == pytest.approx(1.5)
+
+
+def test_median_leaves_out_the_warm_up_epochs():
+    seconds = [9.0] * bench.WARMUP + [0.001, 0.002, 0.003] * 3
+    assert bench.median_ms(seconds) == pytest.approx(2.0)
+
+
+def test_unknown_section_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--sections", "link,speed"])
+    assert "unknown ['speed']" in capsys.readouterr().err
+
+
+def test_scaling_section_end_to_end(tmp_path):
+    out = tmp_path / "bench.md"
+    bench.main(["--sections", "scaling", "--scaling-sizes", "2000,4000", "--scaling-epochs", "2", "--threads", "1",
+                "--out", str(out)])
+    report = out.read_text()
+    assert "| 2,000 |" in report and "| 4,000 |" in report and "Growth exponent" in report
+    rows = json.loads(out.with_suffix(".json").read_text())["scaling"]
+    assert [r["num_nodes"] for r in rows] == [2000, 4000]
+    assert 15_000 < rows[1]["num_edges"] < 25_000  # average degree about 10
+    assert all(r["peak_rss_mb"] > 0 and r["train_ms"] > 0 for r in rows)
+
+
+def test_link_section_on_cora(tmp_path, data_root):
+    require_files(data_root, "Planetoid/Cora/raw")
+    out = tmp_path / "bench.md"
+    bench.main(["--sections", "link", "--link-datasets", "cora", "--link-epochs", "8", "--threads", "1",
+                "--data-dir", str(data_root), "--out", str(out)])
+    rows = json.loads(out.with_suffix(".json").read_text())["link"]
+    assert [(r["dataset"], r["model"]) for r in rows] == [("cora", "GAE"), ("cora", "VGAE")]
+    for r in rows:
+        assert 0.5 < r["ours_test_auc"] <= 1 and 0 < r["ref_test_auc"] <= 1
+        assert r["ours_train_ms"] > 0 and r["ref_train_ms"] > 0
+    assert "speed-up" in out.read_text()
