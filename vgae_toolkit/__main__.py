@@ -4,6 +4,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from vgae_toolkit.distributed import command_line
 from vgae_toolkit.errors import ToolkitError
 from vgae_toolkit.run import run
 
@@ -18,4 +19,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with command_line():  # under torchrun: one run folder (rank 0's), the process group closed at exit
+        main()

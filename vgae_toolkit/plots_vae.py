@@ -38,7 +38,8 @@ def pixel_scale(shape: tuple[int, int]) -> int:
 @torch.no_grad()
 def decoder_means(model: nn.Module, z: Tensor, y: Tensor | None = None) -> Tensor:
     """Means of p(x|z) (or p(x|z, y)), ``[num, pixels]``."""
-    return model.decoder.mean(model.decode(z, y))
+    device = next(model.parameters(), z).device  # the model's (a parameter-free model: z's)
+    return model.decoder.mean(model.decode(z.to(device), None if y is None else y.to(device)))
 
 
 def save_samples(model: nn.Module, shape: tuple[int, int], path: str | Path, *, num: int = 100, nrow: int = 10,

@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import vgae_toolkit
+from vgae_toolkit import distributed
 from vgae_toolkit.checkpoint import save_checkpoint
 from vgae_toolkit.errors import ConfigError, ToolkitError, TrainingError
 from vgae_toolkit.plots import plot_history
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # Keys of a model config that describe it rather than being constructor arguments.
 MODEL_META_KEYS = ("name", "kind")
+# Keys of a trainer config that run() itself uses: where the model and data live.
+TRAINER_RUN_KEYS = ("device",)
 
 
 def seed_everything(seed: int) -> None:
@@ -123,33 +126,46 @@ def finished_run(out: Path, cfg: DictConfig) -> dict | None:
 def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     """Train and evaluate one model; returns what it writes to ``metrics.json``.
 
+    Under ``torchrun`` every process trains its share (:mod:`vgae_toolkit.distributed`); rank 0
+    alone tests, writes the run directory and returns the metrics, the others return the identity
+    and validation numbers and write nothing.
+
     Args:
         cfg (DictConfig): a composed config (``conf/config.yaml`` and its groups).
         output_dir (str or Path, optional): the run directory; defaults to Hydra's.
     """
+    ctx = distributed.setup(cfg.trainer.get("device", "cpu"))  # a closed-form fit runs on the CPU
     if output_dir is None:
         from hydra.core.hydra_config import HydraConfig
 
         output_dir = HydraConfig.get().runtime.output_dir
     out = Path(output_dir)
-    ensure_writable(out)
+    if ctx.is_main:
+        ensure_writable(out)
     check_compatible(cfg)
-    if cfg.get("skip_finished") and (finished := finished_run(out, cfg)) is not None:
+    finished = distributed.broadcast(finished_run(out, cfg) if ctx.is_main and cfg.get("skip_finished") else None)
+    if finished is not None:  # every process skips, or none does
         log.info("%s already holds a finished run of this config: skipped", out)
         return finished
     start = time.perf_counter()
     seed_everything(cfg.seed)
-    task = TASK_BUILDERS[cfg.dataset.kind](cfg)
-    model = build_model(cfg.model, task)
+    task = TASK_BUILDERS[cfg.dataset.kind](cfg).to(ctx.device)
+    model = build_model(cfg.model, task).to(ctx.device)
     # monitor=auto: the task names its main validation metric (link AP, image ELBO)
     auto = {"monitor": task.primary_metric} if cfg.trainer.get("monitor") == "auto" else {}
-    trainer = build(cfg.trainer, "trainer", callbacks=task.callbacks(model), **auto)
+    trainer_kwargs = {k: v for k, v in cfg.trainer.items() if k not in TRAINER_RUN_KEYS}
+    trainer = build(trainer_kwargs, "trainer", callbacks=task.callbacks(model), **auto)
     identity = {"model": cfg.model.name, "dataset": cfg.dataset.name, "seed": int(cfg.seed)}
     try:
-        fit = trainer.fit(model, task.train_batches(model), evaluate=lambda m: task.evaluate(m, "val"))
+        batches = task.train_batches(model, rank=ctx.rank, world_size=ctx.world_size)
+        fit = trainer.fit(model, batches, evaluate=lambda m: task.evaluate(m, "val"))
     except TrainingError as err:  # keep a record of what happened; a re-run retries this job
-        write_json(out / "metrics.json", {"status": "failed", **identity, "error": str(err), "history": err.history})
+        if ctx.is_main:
+            write_json(out / "metrics.json", {"status": "failed", **identity, "error": str(err),
+                                              "history": err.history})
         raise
+    if not ctx.is_main:  # rank 0 tests and writes for all
+        return {**identity, "rank": ctx.rank, **{k: v for k, v in fit.selected.items() if k.startswith("val_")}}
     test = task.evaluate(model, "test")  # the only time the test split is touched
     metrics = {
         "status": "complete",
@@ -162,6 +178,8 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         **test,
         "train_seconds": fit.train_seconds,
         "wall_seconds": time.perf_counter() - start,
+        "device": str(ctx.device),
+        "processes": ctx.world_size,
         "versions": {"vgae_toolkit": vgae_toolkit.__version__, "torch": torch.__version__,
                      "python": platform.python_version()},
         "config": OmegaConf.to_container(cfg, resolve=True),

@@ -9,7 +9,7 @@ as in the dense reference loss).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -29,12 +29,17 @@ class LinkSplit:
     test_pos: Tensor
     test_neg: Tensor
 
+    PAIRS = ("train_pos", "val_pos", "val_neg", "test_pos", "test_neg")  # not a field: no annotation
+
     @property
     def train_edge_index(self) -> Tensor:
         return torch.cat([self.train_pos, self.train_pos.flip(0)], dim=1)
 
+    def to(self, device: torch.device | str) -> LinkSplit:
+        return replace(self, **{name: getattr(self, name).to(device) for name in self.PAIRS})
+
     def sizes(self) -> dict[str, int]:
-        return {name: int(getattr(self, name).size(1)) for name in ("train_pos", "val_pos", "val_neg", "test_pos", "test_neg")}
+        return {name: int(getattr(self, name).size(1)) for name in self.PAIRS}
 
 
 def pair_keys(pairs: Tensor, num_nodes: int) -> Tensor:

@@ -5,6 +5,11 @@ The trainer knows no graphs and no images. A model is an ``nn.Module`` with
 iterated once per epoch (a graph run yields one full batch with fresh negatives, an image
 run is a DataLoader); ``evaluate(model) -> {name: float}`` computes the validation numbers
 after each epoch. The test split never passes through here.
+
+The model and batches may live on any device; the trainer follows them. When several processes
+train together (:mod:`vgae_toolkit.distributed`), each batch is that process's share of the work:
+gradients and loss terms are averaged over processes after every backward pass, and the
+validation numbers of rank 0 decide for all, so every process keeps the same weights.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from vgae_toolkit import distributed
 from vgae_toolkit.errors import ConfigError, TrainingError
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}
@@ -84,11 +90,13 @@ class Trainer:
         batches: Iterable[Any],
         evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
     ) -> FitResult:
+        distributed.broadcast_parameters(model)  # several processes start from rank 0's weights
         opt = self.optimizer_cls(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         result = FitResult()
         best_score = -math.inf
         start = time.perf_counter()
-        bar = tqdm(range(1, self.epochs + 1), disable=not self.progress, desc="train", leave=False, mininterval=0.5)
+        show = self.progress and distributed.get_rank() == 0
+        bar = tqdm(range(1, self.epochs + 1), disable=not show, desc="train", leave=False, mininterval=0.5)
         for epoch in bar:
             model.train()
             sums: dict[str, float] = {}
@@ -96,14 +104,15 @@ class Trainer:
             for batch in batches:
                 opt.zero_grad(set_to_none=True)
                 out = model.loss(batch)
+                out["loss"].backward()
+                out = distributed.average_gradients(model, out)  # means over processes (as is with one)
                 loss = out["loss"]
-                if not torch.isfinite(loss):
+                if not torch.isfinite(loss):  # the same verdict in every process: the loss is averaged
                     last = result.history[-1] if result.history else {}
                     raise TrainingError(
                         f"non-finite loss ({float(loss)}) at epoch {epoch}; last finite epoch: {last or 'none'}",
                         history=result.history,
                     )
-                loss.backward()
                 opt.step()
                 for key, value in out.items():
                     sums[key] = sums.get(key, 0.0) + float(value.detach())
@@ -112,7 +121,7 @@ class Trainer:
             if evaluate is not None and (epoch % self.eval_every == 0 or epoch == self.epochs):
                 model.eval()
                 with torch.no_grad():
-                    record.update(evaluate(model))
+                    record.update(distributed.broadcast(evaluate(model)))  # rank 0's numbers select for all
                 if self.monitor not in record and self.select == "best":
                     keys = sorted(k for k in record if k.startswith("val_"))
                     raise ConfigError(f"trainer.monitor={self.monitor} is not a validation metric of this run; "

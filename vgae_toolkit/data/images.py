@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.data import DistributedSampler
 
 from vgae_toolkit.errors import DataError
 
@@ -341,7 +342,10 @@ class ImageBatches:
     """Shuffled mini-batches ``{"x": [B, D], "y": [B]}`` for one pass per iteration (epoch).
 
     Epoch ``e`` uses a generator seeded from ``(seed, e)``, so the order and dynamic binarisation
-    of every epoch depend only on the seed and the epoch number.
+    of every epoch depend only on the seed and the epoch number. With ``world_size`` processes,
+    each takes a ``DistributedSampler`` share of the epoch's order and ``ceil(batch_size /
+    world_size)`` images of it per step, so that step i of all processes together covers the
+    images of step i of one process; each process binarises with its own draws.
 
     Args:
         x (Tensor): images ``[N, D]`` in [0, 1].
@@ -352,24 +356,29 @@ class ImageBatches:
         seed (int, optional): base seed. (default: ``0``)
         drop_last (bool, optional): drop a final incomplete batch. (default: ``False``)
         device (torch.device or str, optional): where batches are moved. (default: ``None``)
+        rank, world_size (int, optional): this process and the number of processes. (default: ``0``, ``1``)
     """
 
     def __init__(self, x: Tensor, y: Tensor | None = None, *, batch_size: int, shuffle: bool = True,
                  binarize: str = "none", seed: int = 0, drop_last: bool = False,
-                 device: torch.device | str | None = None) -> None:
+                 device: torch.device | str | None = None, rank: int = 0, world_size: int = 1) -> None:
         if y is not None and len(y) != len(x):
             raise ValueError(f"x has {len(x)} rows but y has {len(y)}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if binarize not in BINARIZE_MODES:
             raise ValueError(f"unknown binarisation mode {binarize!r}; expected one of {BINARIZE_MODES}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} of {world_size} processes")
         self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
         self.binarize, self.seed, self.drop_last, self.device = binarize, seed, drop_last, device
+        self.rank, self.world_size = rank, world_size
+        self.step_size = math.ceil(batch_size / world_size)  # images per step in this process
         self.epoch = 0
 
     def __len__(self) -> int:
-        n = len(self.x)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        n = math.ceil(len(self.x) / self.world_size)  # this process's share (DistributedSampler pads)
+        return n // self.step_size if self.drop_last else math.ceil(n / self.step_size)
 
     def set_epoch(self, epoch: int) -> None:
         """Makes the next iteration produce epoch ``epoch`` (to resume or replay one)."""
@@ -381,8 +390,13 @@ class ImageBatches:
         self.epoch += 1
         n = len(self.x)
         order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
+        if self.world_size > 1:
+            share = DistributedSampler(order, num_replicas=self.world_size, rank=self.rank, shuffle=False)
+            order = order[torch.tensor(list(share))]
+            seed = int(np.random.SeedSequence([self.seed, self.epoch - 1, self.rank]).generate_state(1)[0])
+            gen = torch.Generator().manual_seed(seed)  # this process's own binarisation draws
         for i in range(len(self)):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            idx = order[i * self.step_size:(i + 1) * self.step_size]
             xb = self.x[idx]
             # Dynamic draws happen on the CPU with the epoch's generator, so they do not depend on the device.
             batch = {"x": binarize(xb.cpu(), "dynamic", gen).to(xb.device) if self.binarize == "dynamic"

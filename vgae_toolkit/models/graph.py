@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn.inits import glorot, zeros
 
+from vgae_toolkit.distributed import share
 from vgae_toolkit.errors import ConfigError
 from vgae_toolkit.models.latent import Posterior
 from vgae_toolkit.models.sparse import SparseMatrix
@@ -28,16 +29,25 @@ class GraphBatch:
         adj: the normalised training adjacency Â ``[N, N]`` (symmetric, cached CSR).
         pos: positive pairs ``[2, P]`` (training edges, one orientation each).
         neg: sampled negative pairs ``[2, Q]``, or ``None`` (the dense loss needs none).
+        part: ``(rank, world_size)``: with several processes each computes its share of the loss
+            terms (pairs, rows of the Gram matrix), scaled so that the mean over processes is the
+            loss of the whole batch; ``(0, 1)`` is the whole loss.
     """
 
     x: Tensor | SparseMatrix | None
     adj: SparseMatrix
     pos: Tensor
     neg: Tensor | None = None
+    part: tuple[int, int] = (0, 1)
 
     @property
     def num_nodes(self) -> int:
         return self.adj.size(0)
+
+    def to(self, device: torch.device | str) -> GraphBatch:
+        return GraphBatch(x=None if self.x is None else self.x.to(device), adj=self.adj.to(device),
+                          pos=self.pos.to(device), neg=None if self.neg is None else self.neg.to(device),
+                          part=self.part)
 
 
 class GCNLayer(nn.Module):
@@ -106,15 +116,17 @@ class _SoftplusGramSum(torch.autograd.Function):
     The Gram matrix is symmetric, so only the blocks on and above the diagonal are formed (half
     the exp/log work), and the backward pass recomputes them instead of saving N^2 logits:
     d/dZ = 2 sigma(Z Z^T) Z. Memory is O(block x N); 2.4-2.8x faster than autograd through
-    ``softplus(z @ z.t()).sum()`` on Cora and CiteSeer (one thread).
+    ``softplus(z @ z.t()).sum()`` on Cora and CiteSeer (one thread). Process ``rank`` of
+    ``world_size`` takes every ``world_size``-th block of rows (the later, shorter rows spread the
+    work evenly); the parts add up to the whole sum.
     """
 
     @staticmethod
-    def forward(ctx, z: Tensor, block: int) -> Tensor:
+    def forward(ctx, z: Tensor, block: int, rank: int, world_size: int) -> Tensor:
         ctx.save_for_backward(z)
-        ctx.block = block
+        ctx.block, ctx.rank, ctx.world_size = block, rank, world_size
         n, total = z.size(0), z.new_zeros(())
-        for a in range(0, n, block):
+        for a in range(rank * block, n, world_size * block):
             za = z[a:a + block]
             total += F.softplus(za @ za.t()).sum()  # diagonal block: each pair once
             if a + block < n:
@@ -122,11 +134,11 @@ class _SoftplusGramSum(torch.autograd.Function):
         return total
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:
         (z,) = ctx.saved_tensors
         block, n = ctx.block, z.size(0)
         out = torch.zeros_like(z)
-        for a in range(0, n, block):
+        for a in range(ctx.rank * block, n, ctx.world_size * block):
             za = z[a:a + block]
             out[a:a + block] += torch.sigmoid(za @ za.t()) @ za
             if a + block < n:
@@ -134,12 +146,25 @@ class _SoftplusGramSum(torch.autograd.Function):
                 sig = torch.sigmoid(za @ rest.t())
                 out[a:a + block] += sig @ rest
                 out[a + block:] += sig.t() @ za
-        return out * (2 * grad), None
+        return out * (2 * grad), None, None, None
 
 
-def softplus_gram_sum(z: Tensor, block: int = 256) -> Tensor:
-    """``F.softplus(z @ z.t()).sum()`` with O(block x N) memory (see :class:`_SoftplusGramSum`)."""
-    return _SoftplusGramSum.apply(z, block)
+def softplus_gram_sum(z: Tensor, block: int = 256, part: tuple[int, int] = (0, 1)) -> Tensor:
+    """``F.softplus(z @ z.t()).sum()`` with O(block x N) memory (see :class:`_SoftplusGramSum`);
+    ``part=(rank, world_size)`` sums that process's blocks of rows only."""
+    return _SoftplusGramSum.apply(z, block, *part)
+
+
+def share_of(pairs: Tensor, part: tuple[int, int]) -> Tensor:
+    """The columns of ``pairs`` ``[2, P]`` that process ``part = (rank, world_size)`` scores."""
+    rank, world_size = part
+    return pairs if world_size == 1 else pairs[:, share(pairs.size(1), rank, world_size)]
+
+
+def mean_of_share(terms: Tensor, total: int, part: tuple[int, int]) -> Tensor:
+    """Mean over ``total`` terms of which ``terms`` are this process's share, times ``world_size``:
+    the mean over processes is then the mean over all terms."""
+    return terms.mean() if part[1] == 1 else terms.sum() * (part[1] / total)
 
 
 def inner_product(z: Tensor, pairs: Tensor) -> Tensor:
@@ -199,19 +224,23 @@ class GraphAutoEncoder(nn.Module):
     def loss(self, batch: GraphBatch) -> dict[str, Tensor]:
         posterior = self.encode(batch)
         z = posterior.rsample()  # [num_nodes, latent]
-        recon = self._dense_recon(z, batch.pos) if self.recon == "dense" else self._sampled_recon(z, batch)
+        if self.recon == "dense":
+            recon = self._dense_recon(z, batch.pos, batch.part)
+        else:
+            recon = self._sampled_recon(z, batch)
         kl = posterior.kl().mean()
         return {"loss": recon + self.kl_weight * kl, "recon": recon, "kl": kl}
 
     def _sampled_recon(self, z: Tensor, batch: GraphBatch) -> Tensor:
         if batch.neg is None:
             raise ValueError("recon=sampled needs negatives in the batch")
-        pos = F.softplus(-inner_product(z, batch.pos)).mean()  # -log sigma(l)
-        neg = F.softplus(inner_product(z, batch.neg)).mean()  # -log(1 - sigma(l))
-        return pos + neg
+        part = batch.part
+        pos = F.softplus(-inner_product(z, share_of(batch.pos, part)))  # -log sigma(l)
+        neg = F.softplus(inner_product(z, share_of(batch.neg, part)))  # -log(1 - sigma(l))
+        return mean_of_share(pos, batch.pos.size(1), part) + mean_of_share(neg, batch.neg.size(1), part)
 
     @staticmethod
-    def _dense_recon(z: Tensor, pos: Tensor) -> Tensor:
+    def _dense_recon(z: Tensor, pos: Tensor, part: tuple[int, int] = (0, 1)) -> Tensor:
         # Reference code: labels A_train + I over all N^2 pairs; pos_weight and norm use the
         # edge count of A_train without the self-loops. Summing softplus(l) over all pairs and
         # correcting on the positives avoids an N x N label matrix:
@@ -220,11 +249,13 @@ class GraphAutoEncoder(nn.Module):
         num_ones = 2 * pos.size(1)
         pos_weight = (n * n - num_ones) / num_ones
         norm = n * n / (2.0 * (n * n - num_ones))
-        total = softplus_gram_sum(z)
+        total = softplus_gram_sum(z, part=part)
         diag = torch.arange(n, device=z.device)
-        pairs = torch.cat([pos, pos.flip(0), torch.stack([diag, diag])], dim=1)
+        pairs = share_of(torch.cat([pos, pos.flip(0), torch.stack([diag, diag])], dim=1), part)
         logits = inner_product(z, pairs)
         total = total + (pos_weight * F.softplus(-logits) - F.softplus(logits)).sum()
+        if part[1] > 1:  # this process's share of the sum: the mean over processes is the whole loss
+            total = total * part[1]
         return norm * total / (n * n)
 
     @torch.no_grad()

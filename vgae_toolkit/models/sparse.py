@@ -50,6 +50,9 @@ class SparseMatrix:
     def to_dense(self) -> Tensor:
         return self.csr.to_dense()
 
+    def to(self, device: torch.device | str) -> "SparseMatrix":
+        return SparseMatrix(self.csr.to(device), None if self.csr_t is None else self.csr_t.to(device))
+
     def __matmul__(self, dense: Tensor) -> Tensor:
         return _SparseDenseMatmul.apply(self.csr, self.transpose_csr(), dense)
 

@@ -247,6 +247,8 @@ class VAE(nn.Module):
         device = next(self.parameters()).device
         if isinstance(y, int):
             y = torch.full((num,), y, dtype=torch.long, device=device)
+        elif y is not None:
+            y = y.to(device)
         z = torch.randn(num, self.latent_dim, device=device)  # [num, latent]
         return self.decoder.mean(self.decode(z, y))
 

@@ -94,6 +94,7 @@ class ImageDensityTask:
                                             "test": (data.test_x, data.test_y)}.items()}
         self.history: list[dict] = []  # the records the trainer hands to our callback, for the curves
         self.final: dict = {}  # filled by the test evaluation, reported by describe()
+        self.device: torch.device | None = None  # where training batches go (to()); None: where they are
 
     # -- the task protocol ------------------------------------------------------------------
     primary_metric = "val_elbo"
@@ -101,9 +102,21 @@ class ImageDensityTask:
     def model_kwargs(self) -> dict:
         return {"input_dim": self.data.num_features, "num_classes": self.data.num_classes if self.conditional else None}
 
-    def train_batches(self, model: nn.Module) -> ImageBatches:
+    def to(self, device: torch.device | str) -> ImageDensityTask:
+        """Moves the evaluation sets to ``device``; training batches are cut on the CPU (the same
+        images whatever the device) and moved one at a time."""
+        self.device = torch.device(device)
+        self.sets = {name: (None if x is None else x.to(device), None if y is None else y.to(device))
+                     for name, (x, y) in self.sets.items()}
+        return self
+
+    def train_batches(self, model: nn.Module, *, rank: int = 0, world_size: int = 1) -> ImageBatches:
+        """Mini-batches of ``batch_size`` images; with several processes, each takes its share of every one."""
+        if world_size > 1:  # each process draws its own z for its own images (the weights are already equal)
+            torch.manual_seed(int(np.random.SeedSequence([self.batch_seed, rank]).generate_state(1)[0]))
         return ImageBatches(self.train_x, self.train_y if self.conditional else None, batch_size=self.batch_size,
-                            binarize=self.binarize, seed=self.batch_seed)
+                            binarize=self.binarize, seed=self.batch_seed, device=self.device, rank=rank,
+                            world_size=world_size)
 
     def bound(self, model: nn.Module, split: str) -> dict[str, float]:
         """``{"<split>_elbo": mean per-datapoint ELBO in nats}``; empty when the split has no images."""
@@ -194,7 +207,8 @@ class ImageDensityTask:
 @contextmanager
 def eval_rng():
     """Evaluate with fixed z samples and leave the training random stream untouched."""
-    with torch.random.fork_rng(devices=[]):
+    devices = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []  # the GPU's stream too
+    with torch.random.fork_rng(devices=devices):
         torch.manual_seed(EVAL_SEED)
         yield
 

@@ -30,14 +30,19 @@ def normalized_adjacency(edge_index: Tensor, num_nodes: int) -> SparseMatrix:
 
 
 class TrainEpochs:
-    """Yields one full-graph batch per epoch, with fresh negatives when the loss needs them."""
+    """Yields one full-graph batch per epoch, with fresh negatives when the loss needs them.
 
-    def __init__(self, batch: GraphBatch, sampler: NegativeSampler, negatives_per_positive: int) -> None:
-        self.batch, self.sampler, self.ratio = batch, sampler, negatives_per_positive
+    Negatives are drawn on the CPU (the same pairs whatever the device, and in every process) and
+    moved to the batch's device; ``part`` marks the share of the loss this process computes.
+    """
+
+    def __init__(self, batch: GraphBatch, sampler: NegativeSampler, negatives_per_positive: int,
+                 part: tuple[int, int] = (0, 1)) -> None:
+        self.batch, self.sampler, self.ratio, self.part = batch, sampler, negatives_per_positive, part
 
     def __iter__(self) -> Iterator[GraphBatch]:
-        neg = self.sampler(self.ratio * self.batch.pos.size(1)) if self.ratio else None
-        yield GraphBatch(x=self.batch.x, adj=self.batch.adj, pos=self.batch.pos, neg=neg)
+        neg = self.sampler(self.ratio * self.batch.pos.size(1)).to(self.batch.pos.device) if self.ratio else None
+        yield GraphBatch(x=self.batch.x, adj=self.batch.adj, pos=self.batch.pos, neg=neg, part=self.part)
 
 
 class LinkPredictionTask:
@@ -72,15 +77,21 @@ class LinkPredictionTask:
     def model_kwargs(self) -> dict:
         return {"in_channels": None if self.x is None else self.x.size(1), "num_nodes": self.data.num_nodes}
 
-    def train_batches(self, model: nn.Module) -> TrainEpochs:
-        return TrainEpochs(self.batch, self.sampler, model.negatives_per_positive)
+    def to(self, device: torch.device | str) -> LinkPredictionTask:
+        """Moves the training graph and the held-out pairs to ``device``."""
+        self.batch, self.split = self.batch.to(device), self.split.to(device)
+        return self
+
+    def train_batches(self, model: nn.Module, *, rank: int = 0, world_size: int = 1) -> TrainEpochs:
+        """Every process encodes the whole graph and scores its share of the pairs (see ``GraphBatch.part``)."""
+        return TrainEpochs(self.batch, self.sampler, model.negatives_per_positive, part=(rank, world_size))
 
     def scores(self, model: nn.Module, split: str) -> tuple[Tensor, Tensor]:
         """Logits of the ``split`` (val or test) positives and negatives; encoder on train edges."""
         pos, neg = getattr(self.split, f"{split}_pos"), getattr(self.split, f"{split}_neg")
         model.eval()
         with torch.no_grad():
-            logits = model.score(self.batch, torch.cat([pos, neg], dim=1))
+            logits = model.score(self.batch, torch.cat([pos, neg], dim=1)).cpu()
         return logits[: pos.size(1)], logits[pos.size(1):]
 
     def evaluate(self, model: nn.Module, split: str = "val") -> dict[str, float]:
@@ -114,7 +125,7 @@ class LinkPredictionTask:
         """Link probabilities sigma(z_i·z_j) for ``pairs`` ``[2, P]``."""
         model.eval()
         with torch.no_grad():
-            return torch.sigmoid(model.score(self.batch, pairs))
+            return torch.sigmoid(model.score(self.batch, pairs.to(self.batch.pos.device))).cpu()
 
     def callbacks(self, model: nn.Module) -> list:
         return []
