@@ -108,4 +108,4 @@ figures-graph: install  ## VGAE Fig. 1 (t-SNE of latent means, Cora) and ROC/PR 
 BENCH_ARGS ?=
 .PHONY: bench
 bench: install  ## benchmark against the reference loops (about 15 min): experiments/bench/results.md
-	$(BIN)/python -m vgae_toolkit.bench --data-dir $(or $(VGAE_TOOLKIT_DATA),data) $(BENCH_ARGS)
+	$(BIN)/python -m vgae_toolkit.bench $(BENCH_ARGS)  # data from VGAE_TOOLKIT_DATA (default: data)

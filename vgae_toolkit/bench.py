@@ -50,8 +50,18 @@ WARMUP = 3  # epochs left out of every median
 
 # -- helpers -----------------------------------------------------------------------------------
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident set size of this process so far, in MiB.
+
+    Linux's ``VmHWM`` where there is one: ``ru_maxrss`` survives ``exec``, so a child process
+    would report its parent's peak at the fork when that was higher.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def median_ms(seconds: list[float]) -> float:
@@ -424,7 +434,10 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps(rows[-1]), flush=True)
         results["scaling"] = rows
         results["scaling_exponent"] = growth_exponent([r["num_edges"] for r in rows], [r["train_ms"] for r in rows])
-    command = "python -m vgae_toolkit.bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    shown = list(argv if argv is not None else sys.argv[1:])
+    if "--data-dir" in shown[:-1]:  # a machine's path does not belong in a committed report
+        shown[shown.index("--data-dir") + 1] = "$VGAE_TOOLKIT_DATA"
+    command = "python -m vgae_toolkit.bench " + " ".join(shown)
     report = render(results, command.strip(), time.perf_counter() - start)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
