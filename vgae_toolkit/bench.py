@@ -83,7 +83,7 @@ def machine() -> str:
             f"{platform.python_version()}, torch {torch.__version__}, {torch.get_num_threads()} torch threads")
 
 
-def timed_epochs(trainer_epochs: int, interleave=None):
+def timed_epochs(interleave=None):
     """Trainer callbacks that time each of our epochs and, between them, run ``interleave()``.
 
     Returns ``(callback, ours, theirs)``: two lists of seconds per epoch.
@@ -190,7 +190,7 @@ def bench_link(data_root: str, datasets: list[str], epochs: int, seed: int) -> l
             ours = GraphAutoEncoder(**task.model_kwargs(), variational=variational, recon="sampled", bias=False)
             torch.manual_seed(seed)
             ref = ReferenceLinkLoop(data.x, split.train_edge_index, split.train_pos, data.num_nodes, variational)
-            callback, ours_s, ref_s = timed_epochs(epochs, ref.train_epoch)
+            callback, ours_s, ref_s = timed_epochs(ref.train_epoch)
             Trainer(epochs=epochs, lr=0.01, progress=False, callbacks=[callback]).fit(ours, task.train_batches(ours))
             ours_eval, ref_eval = [], []
             for _ in range(10 + WARMUP):
@@ -225,7 +225,7 @@ def child_featureless(data_root: str, side: str, epochs: int, seed: int) -> dict
     torch.manual_seed(seed)
     if side == "ours":
         model = GraphAutoEncoder(**task.model_kwargs(), variational=False, recon="sampled", bias=False)
-        callback, seconds, _ = timed_epochs(epochs)
+        callback, seconds, _ = timed_epochs()
         Trainer(epochs=epochs, progress=False, callbacks=[callback]).fit(model, task.train_batches(model))
         test = task.evaluate(model, "test")
         auc, ap = test["test_auc"], test["test_ap"]
@@ -269,7 +269,7 @@ def bench_vae(data_root: str, epochs: int, seed: int) -> dict:
             loss.item()
         return time.perf_counter() - start
 
-    callback, ours_s, ref_s = timed_epochs(epochs, ref_epoch)
+    callback, ours_s, ref_s = timed_epochs(ref_epoch)
     Trainer(epochs=epochs, lr=1e-3, progress=False, callbacks=[callback]).fit(ours, task.train_batches(ours))
     n = len(task.train_x)
     test_x = task.sets["test"][0]
@@ -301,7 +301,7 @@ def child_scaling(num_nodes: int, epochs: int, seed: int) -> dict:
     setup = time.perf_counter() - start
     torch.manual_seed(seed)
     model = GraphAutoEncoder(**task.model_kwargs(), variational=True, recon="sampled", bias=False)
-    callback, seconds, _ = timed_epochs(epochs)
+    callback, seconds, _ = timed_epochs()
     Trainer(epochs=epochs, progress=False, callbacks=[callback]).fit(model, task.train_batches(model))
     start = time.perf_counter()
     val = task.evaluate(model, "val")
