@@ -4,7 +4,7 @@ import torch
 
 from vgae_toolkit.data.graphs import make_sbm
 from vgae_toolkit.errors import ConfigError
-from vgae_toolkit.splits import NegativeSampler, pair_keys, split_edges
+from vgae_toolkit.splits import KeySet, NegativeSampler, pair_keys, split_edges
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +80,14 @@ def test_sampler_is_exhaustive_on_a_dense_graph():
     neg = sampler(20)
     assert set(pair_keys(neg, 5).tolist()) == {3 * 5 + 4}
     assert np.unique(pair_keys(neg, 5).numpy()).size == 1
+
+
+@pytest.mark.parametrize("num_keys", [0, 1, 37, 5000])
+def test_keyset_answers_exactly_like_a_set(num_keys):
+    gen = torch.Generator().manual_seed(num_keys)
+    keys = torch.randint(-(2**62), 2**62, (num_keys,), generator=gen)
+    keys = torch.cat([keys, keys[: num_keys // 3]])  # repeats are one member
+    queries = torch.cat([keys, torch.randint(-(2**62), 2**62, (20000,), generator=gen), keys + 1, torch.arange(-50, 50)])
+    members = set(keys.tolist())
+    expected = torch.tensor([q in members for q in queries.tolist()])
+    assert torch.equal(KeySet(keys).contains(queries), expected)

@@ -111,6 +111,38 @@ def sample_non_edges(forbidden_keys: Tensor, num_nodes: int, count: int, rng: np
     return torch.stack([chosen // num_nodes, chosen % num_nodes])
 
 
+class KeySet:
+    """Membership tests for a fixed set of int64 keys, fast at any size.
+
+    A sorted array answers exactly with a binary search, but a search per query misses the cache
+    at every step once the array outgrows it (4.25M keys: 1.6 s for 4.7M queries here). A byte
+    table indexed by a multiplicative hash of the key, with 8 to 16 slots per key, rules out most
+    queries with one lookup (about 7% pass); only those are searched. Answers are exact either way.
+    """
+
+    _MULTIPLIER = 0x9E3779B97F4A7C15 - (1 << 64)  # 2^64 / golden ratio, as a signed int64
+
+    def __init__(self, keys: Tensor) -> None:
+        self.keys = torch.unique(keys)  # sorted
+        self.bits = max(10, (8 * self.keys.numel() - 1).bit_length())
+        self.table = torch.zeros(1 << self.bits, dtype=torch.bool)
+        self.table[self._slot(self.keys)] = True
+
+    def _slot(self, keys: Tensor) -> Tensor:
+        # the top ``bits`` bits of key * multiplier (mod 2^64); the mask undoes the sign extension
+        return ((keys * self._MULTIPLIER) >> (64 - self.bits)) & ((1 << self.bits) - 1)
+
+    def contains(self, keys: Tensor) -> Tensor:
+        """A bool mask: which of ``keys`` are in the set."""
+        found = self.table[self._slot(keys)]
+        candidates = found.nonzero().squeeze(1)
+        if candidates.numel() and self.keys.numel():
+            wanted = keys[candidates]
+            at = torch.searchsorted(self.keys, wanted).clamp(max=self.keys.numel() - 1)
+            found[candidates] = self.keys[at] == wanted
+        return found
+
+
 class NegativeSampler:
     """Uniform training negatives, resampled per call, never a known training edge.
 
@@ -123,7 +155,7 @@ class NegativeSampler:
     def __init__(self, train_pos: Tensor, num_nodes: int, generator: torch.Generator) -> None:
         self.num_nodes = num_nodes
         self.generator = generator
-        self.forbidden = torch.unique(pair_keys(train_pos, num_nodes))  # sorted
+        self.forbidden = KeySet(pair_keys(train_pos, num_nodes))
 
     def __call__(self, count: int) -> Tensor:
         out = torch.empty(2, 0, dtype=torch.long)
@@ -132,7 +164,6 @@ class NegativeSampler:
             draw = int((count - out.size(1)) * 1.1) + 8
             pairs = torch.randint(0, self.num_nodes, (2, draw), generator=self.generator)
             pairs = pairs[:, pairs[0] != pairs[1]]
-            keys = pair_keys(pairs, self.num_nodes)
-            pos = torch.searchsorted(self.forbidden, keys).clamp(max=self.forbidden.numel() - 1)
-            out = torch.cat([out, pairs[:, self.forbidden[pos] != keys]], dim=1)
+            keep = ~self.forbidden.contains(pair_keys(pairs, self.num_nodes))
+            out = torch.cat([out, pairs[:, keep]], dim=1)
         return out[:, :count]
