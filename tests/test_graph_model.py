@@ -4,8 +4,8 @@ import torch.nn.functional as F
 
 from vgae_toolkit.data.graphs import make_sbm
 from vgae_toolkit.errors import ConfigError
-from vgae_toolkit.models.graph import GraphAutoEncoder, GraphBatch, inner_product, softplus_gram_sum
-from vgae_toolkit.models.sparse import SparseMatrix, maybe_sparse
+from vgae_toolkit.models.graph import GraphAutoEncoder, GraphBatch, PairPlan, inner_product, softplus_gram_sum
+from vgae_toolkit.models.sparse import SparseMatrix, csr_matmul, maybe_sparse
 from vgae_toolkit.tasks.link import LinkPredictionTask, normalized_adjacency
 from vgae_toolkit.trainer import Trainer
 
@@ -26,6 +26,30 @@ def test_decoder_is_sigmoid_of_z_zt():
     expected = torch.sigmoid(z @ z.t())[pairs[0], pairs[1]]
     assert torch.allclose(torch.sigmoid(inner_product(z, pairs)), expected)
     assert torch.allclose(inner_product(z, pairs), torch.tensor([0.5, 1.5, -1.0, 1.0]))
+
+
+def test_planned_pair_logits_match_autograd_through_indexing():
+    # repeated pairs, both orientations, self-pairs and a node in no pair
+    pairs = torch.tensor([[0, 1, 1, 2, 3, 3, 0], [1, 0, 2, 2, 0, 1, 1]])
+    z = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(pairs.size(1), dtype=torch.float64)
+    (grad_ref,) = torch.autograd.grad((inner_product(z, pairs) * weights).sum(), z)
+    plan = PairPlan.build(pairs, 5)
+    logits = plan.logits(z)
+    assert torch.allclose(logits, inner_product(z, pairs))
+    (grad,) = torch.autograd.grad((logits * weights).sum(), z)
+    assert torch.allclose(grad, grad_ref)
+    assert grad[4].abs().sum() == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_csr_matmul_matches_the_dense_product(dtype):
+    a = torch.tensor([[0.0, 2.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, -3.0]])  # an empty row
+    csr = a.to_sparse_csr()
+    d = torch.randn(3, 4, dtype=dtype)
+    out = csr_matmul(csr.crow_indices(), csr.col_indices(), csr.values(), d)
+    assert out.dtype == dtype
+    assert torch.allclose(out, a.to(dtype) @ d, atol=1e-6)
 
 
 def test_normalized_adjacency_matches_dense_formula():

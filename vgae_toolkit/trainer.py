@@ -43,6 +43,23 @@ class FitResult:
     last_state: dict | None = None  # weights after the last epoch
 
 
+def make_optimizer(cls: type[torch.optim.Optimizer], model: nn.Module, **kwargs) -> torch.optim.Optimizer:
+    """``cls`` over the model's parameters, in its fused form where torch has one for them.
+
+    The fused Adam and Adagrad update every parameter in one kernel: the same update up to float
+    rounding, at half the cost per step on CPU (it matters for the GAE's two or three weights,
+    where the per-parameter loop is most of the step). Other cases fall back to the default form.
+    """
+    params = list(model.parameters())
+    if cls in (torch.optim.Adam, torch.optim.Adagrad) and params and all(
+            p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params):
+        try:
+            return cls(params, fused=True, **kwargs)
+        except (RuntimeError, TypeError, ValueError):
+            pass
+    return cls(params, **kwargs)
+
+
 class Trainer:
     """Fits a model by minimising the mean of ``model.loss(batch)["loss"]`` over batches.
 
@@ -91,7 +108,7 @@ class Trainer:
         evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
     ) -> FitResult:
         distributed.broadcast_parameters(model)  # several processes start from rank 0's weights
-        opt = self.optimizer_cls(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        opt = make_optimizer(self.optimizer_cls, model, lr=self.lr, weight_decay=self.weight_decay)
         result = FitResult()
         best_score = -math.inf
         start = time.perf_counter()

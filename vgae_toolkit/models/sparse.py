@@ -5,6 +5,11 @@ and (for bag-of-words graphs such as Cora) the feature matrix X. ``torch.sparse.
 rebuilds the transpose of a CSR matrix in every backward pass; caching it once makes the
 backward pass as cheap as the forward pass (about 70x faster than a dense X @ W on Cora's
 1.3%-dense features).
+
+On the CPU the products run as a weighted ``embedding_bag`` over the CSR arrays (row i of A D is
+the sum of the rows of D that row i of A selects, weighted by its values): the same sums as the
+CSR kernel, 1.4-2.3x faster here (PubMed: X W 2.7 -> 1.6 ms, Â H 0.66 -> 0.29 ms), since that
+kernel zero-fills its output and copies it from a column-major buffer on every call.
 """
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import warnings
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -19,6 +25,22 @@ def to_csr(matrix: Tensor) -> Tensor:
     with warnings.catch_warnings():  # "sparse CSR is in beta": only matmul is relied on
         warnings.simplefilter("ignore", UserWarning)
         return matrix.to_sparse_csr()
+
+
+def csr_matmul(crow: Tensor, col: Tensor, values: Tensor, dense: Tensor) -> Tensor:
+    """``A @ dense`` for the CSR matrix A given by its arrays (``crow`` has one more entry than A has
+    rows; ``col`` and ``crow`` of one integer type): a weighted ``embedding_bag`` on the CPU, the
+    sparse CSR kernel elsewhere."""
+    if dense.device.type == "cpu" and dense.dim() == 2 and values.dtype == dense.dtype:
+        return F.embedding_bag(col, dense, crow, mode="sum", per_sample_weights=values, include_last_offset=True)
+    shape = (crow.numel() - 1, dense.size(0))
+    with warnings.catch_warnings():  # "sparse CSR is in beta": only matmul is relied on
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, col, values.to(dense.dtype), shape, check_invariants=False) @ dense
+
+
+def _csr_times(matrix: Tensor, dense: Tensor) -> Tensor:
+    return csr_matmul(matrix.crow_indices(), matrix.col_indices(), matrix.values(), dense)
 
 
 @dataclass(frozen=True)
@@ -61,12 +83,12 @@ class _SparseDenseMatmul(torch.autograd.Function):
     @staticmethod
     def forward(ctx, csr: Tensor, csr_t: Tensor, dense: Tensor) -> Tensor:
         ctx.csr_t = csr_t
-        return csr @ dense
+        return _csr_times(csr, dense)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         # d(A @ D)/dD applied to grad is A^T @ grad: the cached transpose, no conversion.
-        return None, None, ctx.csr_t @ grad
+        return None, None, _csr_times(ctx.csr_t, grad)
 
 
 def maybe_sparse(x: Tensor, max_density: float = 0.25) -> Tensor | SparseMatrix:

@@ -42,7 +42,7 @@ class TrainEpochs:
 
     def __iter__(self) -> Iterator[GraphBatch]:
         neg = self.sampler(self.ratio * self.batch.pos.size(1)).to(self.batch.pos.device) if self.ratio else None
-        yield GraphBatch(x=self.batch.x, adj=self.batch.adj, pos=self.batch.pos, neg=neg, part=self.part)
+        yield self.batch.with_negatives(neg, self.part)
 
 
 class LinkPredictionTask:
