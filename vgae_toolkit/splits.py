@@ -134,12 +134,12 @@ class KeySet:
 
     def contains(self, keys: Tensor) -> Tensor:
         """A bool mask: which of ``keys`` are in the set."""
-        found = self.table[self._slot(keys)]
+        found = self.table.index_select(0, self._slot(keys))
         candidates = found.nonzero().squeeze(1)
         if candidates.numel() and self.keys.numel():
-            wanted = keys[candidates]
-            at = torch.searchsorted(self.keys, wanted).clamp(max=self.keys.numel() - 1)
-            found[candidates] = self.keys[at] == wanted
+            wanted = keys.index_select(0, candidates)
+            at = torch.searchsorted(self.keys, wanted).clamp_(max=self.keys.numel() - 1)
+            found.index_copy_(0, candidates, self.keys.index_select(0, at) == wanted)
         return found
 
 
@@ -163,7 +163,6 @@ class NegativeSampler:
             # Oversample a little: non-edges dominate sparse graphs, so one round nearly always suffices.
             draw = int((count - out.size(1)) * 1.1) + 8
             pairs = torch.randint(0, self.num_nodes, (2, draw), generator=self.generator)
-            pairs = pairs[:, pairs[0] != pairs[1]]
-            keep = ~self.forbidden.contains(pair_keys(pairs, self.num_nodes))
-            out = torch.cat([out, pairs[:, keep]], dim=1)
+            keep = (pairs[0] != pairs[1]) & ~self.forbidden.contains(pair_keys(pairs, self.num_nodes))
+            out = torch.cat([out, pairs.index_select(1, keep.nonzero().squeeze(1))], dim=1)
         return out[:, :count]
