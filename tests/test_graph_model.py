@@ -42,6 +42,21 @@ def test_planned_pair_logits_match_autograd_through_indexing():
     assert grad[4].abs().sum() == 0
 
 
+@pytest.mark.parametrize("part", [(0, 1), (1, 2)])
+def test_sampled_loss_and_its_gradient_match_autograd(part):
+    torch.manual_seed(0)
+    pos = torch.tensor([[0, 0, 1, 2, 3], [1, 2, 2, 3, 4]])
+    neg = torch.tensor([[0, 4, 1, 3, 0, 2], [3, 1, 4, 0, 4, 0]])
+    model = GraphAutoEncoder(in_channels=None, num_nodes=5, variational=False, recon="sampled")
+    z = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    batch = GraphBatch(x=None, adj=normalized_adjacency(pos, 5), pos=pos, neg=neg, part=part)
+    loss = model._sampled_recon(z, batch)
+    mine = [pos[:, 2:], neg[:, 3:]] if part == (1, 2) else [pos, neg]  # the second process's share
+    expected = (F.softplus(-inner_product(z, mine[0])).sum() / 5 + F.softplus(inner_product(z, mine[1])).sum() / 6) * part[1]
+    assert torch.allclose(loss, expected)
+    assert torch.allclose(torch.autograd.grad(loss, z)[0], torch.autograd.grad(expected, z)[0])
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_csr_matmul_matches_the_dense_product(dtype):
     a = torch.tensor([[0.0, 2.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, -3.0]])  # an empty row

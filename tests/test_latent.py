@@ -90,3 +90,28 @@ def test_mc_kl_agrees_with_closed_form():
     z = q.rsample(200_000)
     mc = (q.log_prob(z) - standard_normal_log_prob(z)).mean(0)
     torch.testing.assert_close(mc, q.kl(), atol=0.05, rtol=0.02)
+
+
+def test_fused_sample_and_kl_match_the_separate_ones_and_their_gradients():
+    mu = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    logstd = (torch.randn(6, 3, dtype=torch.float64) + torch.tensor([0.0, 0.0, 12.0])).requires_grad_()  # a clamped column
+    post = Posterior(mu, logstd)
+    torch.manual_seed(3)
+    z_ref = post.rsample()
+    kl_ref = post.kl().mean()
+    torch.manual_seed(3)
+    z, kl = post.rsample_and_mean_kl()
+    assert torch.allclose(z, z_ref) and torch.allclose(kl, kl_ref)
+    weights = torch.randn(6, 3, dtype=torch.float64)
+    for combine in (lambda z, kl: (z * weights).sum() + 0.7 * kl, lambda z, kl: kl, lambda z, kl: (z * weights).sum()):
+        ref = torch.autograd.grad(combine(z_ref, kl_ref), (mu, logstd), retain_graph=True)
+        got = torch.autograd.grad(combine(z, kl), (mu, logstd), retain_graph=True, allow_unused=True)
+        for a, b in zip(got, ref):
+            assert torch.allclose(a, b)
+    assert (torch.autograd.grad(kl, logstd, retain_graph=True)[0][:, 2] == 0).all()  # beyond the clamp
+
+
+def test_fused_sample_of_a_point_mass_is_its_mean_with_zero_kl():
+    mu = torch.randn(4, 2)
+    z, kl = Posterior(mu).rsample_and_mean_kl()
+    assert torch.equal(z, mu) and kl == 0

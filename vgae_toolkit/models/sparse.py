@@ -30,7 +30,10 @@ def to_csr(matrix: Tensor) -> Tensor:
 def csr_matmul(crow: Tensor, col: Tensor, values: Tensor, dense: Tensor) -> Tensor:
     """``A @ dense`` for the CSR matrix A given by its arrays (``crow`` has one more entry than A has
     rows; ``col`` and ``crow`` of one integer type): a weighted ``embedding_bag`` on the CPU, the
-    sparse CSR kernel elsewhere."""
+    sparse CSR kernel elsewhere. No gradient flows through it (the callers are autograd functions
+    with their own backward pass); a ``dense`` that requires one would make ``embedding_bag`` take
+    its slower, differentiable path."""
+    dense, values = dense.detach(), values.detach()
     if dense.device.type == "cpu" and dense.dim() == 2 and values.dtype == dense.dtype:
         return F.embedding_bag(col, dense, crow, mode="sum", per_sample_weights=values, include_last_offset=True)
     shape = (crow.numel() - 1, dense.size(0))
