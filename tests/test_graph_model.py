@@ -57,6 +57,21 @@ def test_sampled_loss_and_its_gradient_match_autograd(part):
     assert torch.allclose(torch.autograd.grad(loss, z)[0], torch.autograd.grad(expected, z)[0])
 
 
+def test_chunked_pair_logits_and_gradients_match_one_chunk(monkeypatch):
+    import vgae_toolkit.models.graph as graph
+
+    torch.manual_seed(0)
+    z = torch.randn(30, 4, dtype=torch.float64)
+    pairs = torch.randint(0, 30, (2, 101))
+    grad = torch.randn(101, dtype=torch.float64)
+    whole = graph.inner_product(z, pairs), graph.scatter_pair_grads(torch.zeros_like(z), z, pairs, grad)
+    monkeypatch.setattr(graph, "PAIR_CHUNK", 7)  # 15 chunks, the last one short
+    chunked = graph.inner_product(z, pairs), graph.scatter_pair_grads(torch.zeros_like(z), z, pairs, grad)
+    assert torch.allclose(whole[0], chunked[0]) and torch.allclose(whole[1], chunked[1])
+    (expected,) = torch.autograd.grad((graph.inner_product(z.requires_grad_(), pairs) * grad).sum(), z)
+    assert torch.allclose(chunked[1], expected)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_csr_matmul_matches_the_dense_product(dtype):
     a = torch.tensor([[0.0, 2.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, -3.0]])  # an empty row
