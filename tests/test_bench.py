@@ -39,11 +39,14 @@ def test_scaling_section_end_to_end(tmp_path):
 def test_link_section_on_cora(tmp_path, data_root):
     require_files(data_root, "Planetoid/Cora/raw")
     out = tmp_path / "bench.md"
-    bench.main(["--sections", "link", "--link-datasets", "cora", "--link-epochs", "8", "--threads", "1",
-                "--data-dir", str(data_root), "--out", str(out)])
+    bench.main(["--sections", "link", "--link-datasets", "cora", "--link-epochs", "8", "--link-seeds", "2",
+                "--threads", "1", "--data-dir", str(data_root), "--out", str(out)])
     rows = json.loads(out.with_suffix(".json").read_text())["link"]
     assert [(r["dataset"], r["model"]) for r in rows] == [("cora", "GAE"), ("cora", "VGAE")]
     for r in rows:
         assert 0.5 < r["ours_test_auc"] <= 1 and 0 < r["ref_test_auc"] <= 1
         assert r["ours_train_ms"] > 0 and r["ref_train_ms"] > 0
+        per_seed = r["per_seed_test"]["ours_auc"]
+        assert r["seeds"] == [0, 1] and len(per_seed) == 2 and per_seed[0] != per_seed[1]  # two splits
+        assert r["ours_test_auc"] == pytest.approx(sum(per_seed) / 2)
     assert "speed-up" in out.read_text() and str(data_root) not in out.read_text()  # no machine path
