@@ -50,3 +50,11 @@ def test_link_section_on_cora(tmp_path, data_root):
         assert r["seeds"] == [0, 1] and len(per_seed) == 2 and per_seed[0] != per_seed[1]  # two splits
         assert r["ours_test_auc"] == pytest.approx(sum(per_seed) / 2)
     assert "speed-up" in out.read_text() and str(data_root) not in out.read_text()  # no machine path
+
+
+def test_paired_difference_by_hand():
+    per_seed = {"ours_auc": [0.90, 0.88, 0.92], "ref_auc": [0.89, 0.89, 0.90]}
+    # differences 1, -1, 2 points: mean 0.67, sd 1.53, s.e. 0.88
+    assert bench.paired_difference(per_seed, "auc") == "+0.67 ± 0.88"
+    assert bench.paired_difference({"ours_auc": [0.9], "ref_auc": [0.8]}, "auc") == "-"
+    assert bench.paired_difference(None, "auc") == "-"
