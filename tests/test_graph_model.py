@@ -202,3 +202,24 @@ def test_layers_without_bias_as_the_reference_code():
     adj = normalized_adjacency(PATH, 4)
     post = model.encode(GraphBatch(x=torch.zeros(4, 3), adj=adj, pos=PATH[:, ::2]))
     assert torch.equal(post.mu, torch.zeros(4, 16))  # zero input, no bias: exactly zero
+
+
+def test_make_optimizer_fuses_adam_and_adagrad_with_the_same_updates():
+    from vgae_toolkit.trainer import make_optimizer
+
+    for cls in (torch.optim.Adam, torch.optim.Adagrad, torch.optim.SGD):
+        torch.manual_seed(0)
+        fused_model, plain_model = torch.nn.Linear(5, 3), torch.nn.Linear(5, 3)
+        plain_model.load_state_dict(fused_model.state_dict())
+        start = fused_model.weight.detach().clone()
+        fused, plain = make_optimizer(cls, fused_model, lr=0.1), cls(plain_model.parameters(), lr=0.1)
+        assert bool(fused.defaults.get("fused")) == (cls is not torch.optim.SGD)
+        for _ in range(5):
+            x = torch.randn(8, 5)
+            for model, opt in ((fused_model, fused), (plain_model, plain)):
+                opt.zero_grad()
+                model(x).pow(2).sum().backward()
+                opt.step()
+        for a, b in zip(fused_model.parameters(), plain_model.parameters()):
+            assert torch.allclose(a, b, atol=1e-6)
+        assert not torch.allclose(fused_model.weight, start)  # the steps did move the weights
