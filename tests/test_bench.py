@@ -58,3 +58,21 @@ def test_paired_difference_by_hand():
     assert bench.paired_difference(per_seed, "auc") == "+0.67 ± 0.88"
     assert bench.paired_difference({"ours_auc": [0.9], "ref_auc": [0.8]}, "auc") == "-"
     assert bench.paired_difference(None, "auc") == "-"
+
+
+def test_elbo_difference_by_hand():
+    per_seed = {"ours_test_elbo": [-100.0, -101.0, -99.0], "ref_test_elbo": [-100.5, -100.0, -99.0]}
+    # differences 0.5, -1, 0 nats: mean -0.17, sd 0.76, s.e. 0.44
+    assert bench.elbo_difference(per_seed, "ref") == "-0.17 ± 0.44"
+    assert bench.elbo_difference({"ours_test_elbo": [-1.0], "ref_test_elbo": [-2.0]}, "ref") == "-"
+
+
+def test_mnist_items_are_the_tensors_torchvision_would_give():
+    import torch
+
+    x = torch.randint(0, 256, (4, 784), dtype=torch.uint8).float() / 255
+    items = bench.MNISTItems(x, torch.tensor([3, 1, 4, 1]))
+    image, label = items[2]
+    assert image.shape == (1, 28, 28) and image.dtype == torch.float32 and label == 4
+    assert torch.equal(image.view(784), x[2])
+    assert len(items) == 4

@@ -75,6 +75,12 @@ class BernoulliDecoder(nn.Module):
         return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
 
     @staticmethod
+    def mean_nll(x: Tensor, logits: Tensor) -> Tensor:
+        """``-log_likelihood(x, logits).mean()`` as one summed BCE (the same value, fewer steps)."""
+        rows = logits.numel() // logits.size(-1)
+        return F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="sum") / rows
+
+    @staticmethod
     def mean(logits: Tensor) -> Tensor:
         return torch.sigmoid(logits)
 
@@ -106,6 +112,11 @@ class GaussianDecoder(nn.Module):
         """log N(x; m, diag exp(logvar)) summed over pixels, ``[..., batch]``."""
         mean, logvar = params
         return normal_log_prob(x, mean, 0.5 * logvar)
+
+    @classmethod
+    def mean_nll(cls, x: Tensor, params: tuple[Tensor, Tensor]) -> Tensor:
+        """``-log_likelihood(x, params)`` averaged over samples and images."""
+        return -cls.log_likelihood(x, params).mean()
 
     @staticmethod
     def mean(params: tuple[Tensor, Tensor]) -> Tensor:
@@ -233,8 +244,13 @@ class VAE(nn.Module):
         """
         x, y = batch["x"], batch.get("y")
         posterior = self.encode(x, y)
+        if self.num_samples == 1 and self.free_bits == 0:
+            # The same draw and values as below, with the sample and the KL as one autograd node.
+            z, kl = posterior.rsample_and_mean_kl()
+            recon = self.decoder.mean_nll(x, self.decode(z.unsqueeze(0), y))
+            return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl}
         z = posterior.rsample(self.num_samples)  # [samples, batch, latent]
-        recon = -self.log_likelihood(x, self.decode(z, y)).mean()
+        recon = self.decoder.mean_nll(x, self.decode(z, y))
         kl_per_dim = posterior.kl_per_dim()  # [batch, latent]
         kl = kl_per_dim.sum(-1).mean()
         kl_term = kl_per_dim.mean(0).clamp(min=self.free_bits).sum() if self.free_bits > 0 else kl
