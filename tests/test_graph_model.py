@@ -72,6 +72,13 @@ def test_chunked_pair_logits_and_gradients_match_one_chunk(monkeypatch):
     assert torch.allclose(chunked[1], expected)
 
 
+def test_sorted_pairs_are_the_same_pairs_in_node_order():
+    from vgae_toolkit.models.graph import sorted_pairs
+
+    pairs = torch.tensor([[3, 0, 2, 0, 3], [1, 4, 2, 1, 0]])
+    assert sorted_pairs(pairs, 5).tolist() == [[0, 0, 2, 3, 3], [1, 4, 2, 0, 1]]
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_csr_matmul_matches_the_dense_product(dtype):
     a = torch.tensor([[0.0, 2.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, -3.0]])  # an empty row
