@@ -76,3 +76,14 @@ def test_mnist_items_are_the_tensors_torchvision_would_give():
     assert image.shape == (1, 28, 28) and image.dtype == torch.float32 and label == 4
     assert torch.equal(image.view(784), x[2])
     assert len(items) == 4
+
+
+def test_vae_report_gives_both_reference_loops():
+    vae = {"epochs": 3, "train_images": 60000, "seeds": [0, 1],
+           "ours_samples_per_s": 12000.0, "ref_samples_per_s": 8000.0, "ref_items_samples_per_s": 4000.0,
+           "ours_test_elbo": -112.0, "ref_test_elbo": -112.5, "ref_items_test_elbo": -111.5,
+           "per_seed": {"ours_test_elbo": [-112.0, -112.0], "ref_test_elbo": [-112.5, -112.5],
+                        "ref_items_test_elbo": [-111.0, -112.0]}}
+    report = bench.render({"vae": vae}, "python -m vgae_toolkit.bench --sections vae", 60.0)
+    assert "| reference, in-memory tensor batches | 8000 | 1.50x | -112.50 | +0.50 ± 0.00 |" in report
+    assert "| 4000 | 3.00x | -111.50 | -0.50 ± 0.50 |" in report

@@ -458,13 +458,14 @@ def render(results: dict, command: str, wall: float) -> str:
                  "ref": "reference, in-memory tensor batches"}
         for side, name in names.items():
             if f"{side}_samples_per_s" in r:
-                lines.append(f"| {name} | {r[f'{side}_samples_per_s']:.0f} "
-                             f"| {r['ours_samples_per_s'] / r[f'{side}_samples_per_s']:.2f}x | {r[f'{side}_test_elbo']:.2f} "
-                             f"| {elbo_difference(r.get('per_seed'), side)} |")
+                speed = r["ours_samples_per_s"] / r[f"{side}_samples_per_s"]
+                lines.append(f"| {name} | {r[f'{side}_samples_per_s']:.0f} | {speed:.2f}x "
+                             f"| {r[f'{side}_test_elbo']:.2f} | {elbo_difference(r.get('per_seed'), side)} |")
         seeds = r.get("seeds", [0])
-        lines += ["", f"{r['epochs']} epochs over {r['train_images']} images each, batch 128, Adam 1e-3, the three loops "
-                  f"in lockstep from the same initialisation, seeds {seeds[0]}-{seeds[-1]}: images/s over the "
-                  "median epoch of all seeds, ELBOs as means, their difference as mean ± standard error over seeds. pytorch/examples reads MNIST through torchvision's "
+        lines += ["", f"{r['epochs']} epochs over {r['train_images']} images each, batch 128, Adam 1e-3, the three "
+                  f"loops in lockstep from the same initialisation, seeds {seeds[0]}-{seeds[-1]}: images/s over "
+                  "the median epoch of all seeds, ELBOs as means, their difference as mean ± standard error over "
+                  "seeds. pytorch/examples reads MNIST through torchvision's "
                   "dataset, one PIL image per item converted by `ToTensor` (first row, the steps written out "
                   "with PIL); the second row gives the same loop our in-memory tensors, so it measures the "
                   "training step alone. The step is mostly the MLP's matrix products, the same in every loop.", ""]
