@@ -266,16 +266,17 @@ class MNISTItems(torch.utils.data.Dataset):
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        from PIL import Image  # imported here, not in the timed __getitem__
+
         self.images = (x * 255).round().to(torch.uint8).view(-1, 28, 28)  # the IDX file's bytes again
         self.targets = y
+        self.fromarray = Image.fromarray
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int):
-        from PIL import Image
-
-        img = Image.fromarray(self.images[index].numpy(), mode="L")
+        img = self.fromarray(self.images[index].numpy(), mode="L")
         tensor = torch.from_numpy(np.array(img, np.uint8, copy=True)).view(28, 28, 1).permute(2, 0, 1).contiguous()
         return tensor.to(torch.float32).div(255), int(self.targets[index])
 
@@ -386,20 +387,17 @@ def run_child(args: list[str], timeout: float = 1800) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def paired_difference(per_seed: dict | None, metric: str) -> str:
-    """``ours - ref`` of a metric over seeds (x100) as ``mean ± standard error``; ``-`` with one seed."""
+def paired_difference(per_seed: dict | None, metric: str, other: str = "ref", scale: float = 100.0) -> str:
+    """``ours - other`` of a metric over seeds (x ``scale``) as ``mean ± standard error``; ``-`` with one seed."""
     if not per_seed or len(per_seed[f"ours_{metric}"]) < 2:
         return "-"
-    diff = 100 * (np.asarray(per_seed[f"ours_{metric}"]) - np.asarray(per_seed[f"ref_{metric}"]))
+    diff = scale * (np.asarray(per_seed[f"ours_{metric}"]) - np.asarray(per_seed[f"{other}_{metric}"]))
     return f"{diff.mean():+.2f} ± {diff.std(ddof=1) / np.sqrt(diff.size):.2f}"
 
 
 def elbo_difference(per_seed: dict | None, side: str) -> str:
-    """``ours - side`` of the test ELBO over seeds (nats) as ``mean ± standard error``; ``-`` with one seed."""
-    if not per_seed or len(per_seed["ours_test_elbo"]) < 2:
-        return "-"
-    diff = np.asarray(per_seed["ours_test_elbo"]) - np.asarray(per_seed[f"{side}_test_elbo"])
-    return f"{diff.mean():+.2f} ± {diff.std(ddof=1) / np.sqrt(diff.size):.2f}"
+    """``ours - side`` of the test ELBO over seeds, in nats (:func:`paired_difference`)."""
+    return paired_difference(per_seed, "test_elbo", other=side, scale=1.0)
 
 
 def growth_exponent(edges: list[int], ms: list[float]) -> float:
