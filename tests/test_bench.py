@@ -2,15 +2,26 @@
 import json
 
 import pytest
+import torch
 
 from conftest import require_files
 from vgae_toolkit import bench
+from vgae_toolkit.data import images as images_module
+from vgae_toolkit.data.images import ImageData
 
 
 def test_growth_exponent_recovers_a_power_law():
     edges = [1e4, 1e5, 1e6]
     assert bench.growth_exponent(edges, [3 * e ** 1.0 for e in edges]) == pytest.approx(1.0)
     assert bench.growth_exponent(edges, [0.5 * e ** 1.5 for e in edges]) == pytest.approx(1.5)
+
+
+def test_scaling_epochs_grow_as_the_graph_shrinks():
+    assert bench.scaling_epochs(1_000_000, 1_000_000, 10) == 10
+    assert bench.scaling_epochs(300_000, 1_000_000, 10) == 33
+    assert bench.scaling_epochs(10_000, 1_000_000, 10) == 1000
+    assert bench.scaling_epochs(1_000, 1_000_000, 10) == 1000  # capped
+    assert bench.scaling_epochs(900_000, 1_000_000, 10) == 11
 
 
 def test_median_leaves_out_the_warm_up_epochs():
@@ -32,6 +43,7 @@ def test_scaling_section_end_to_end(tmp_path):
     assert "| 2,000 |" in report and "| 4,000 |" in report and "Growth exponent" in report
     rows = json.loads(out.with_suffix(".json").read_text())["scaling"]
     assert [r["num_nodes"] for r in rows] == [2000, 4000]
+    assert [r["epochs"] for r in rows] == [4, 2]  # the smaller graph runs proportionally more epochs
     assert 15_000 < rows[1]["num_edges"] < 25_000  # average degree about 10
     assert all(r["peak_rss_mb"] > 0 and r["train_ms"] > 0 for r in rows)
 
@@ -87,3 +99,27 @@ def test_vae_report_gives_both_reference_loops():
     report = bench.render({"vae": vae}, "python -m vgae_toolkit.bench --sections vae", 60.0)
     assert "| reference, in-memory tensor batches | 8000 | 1.50x | -112.50 | +0.50 ± 0.00 |" in report
     assert "| 4000 | 3.00x | -111.50 | -0.50 ± 0.50 |" in report
+    assert "bit-identical" not in report  # no check recorded, nothing claimed
+
+
+def test_vae_report_says_whether_the_reference_loops_agreed():
+    vae = {"epochs": 1, "train_images": 10, "seeds": [0], "ours_samples_per_s": 2.0, "ref_samples_per_s": 1.0,
+           "ours_test_elbo": -1.0, "ref_test_elbo": -1.0, "per_seed": {}}
+    assert "bit-identical weights" in bench.render({"vae": {**vae, "refs_identical": True}}, "c", 1.0)
+    assert "**their weights differed**" in bench.render({"vae": {**vae, "refs_identical": False}}, "c", 1.0)
+
+
+def test_vae_section_end_to_end_on_small_images(monkeypatch):
+    # 300 MNIST-shaped images with intensities k/255, as the IDX files give them
+    gen = torch.Generator().manual_seed(0)
+    images = lambda n: torch.randint(0, 256, (n, 784), generator=gen).float().div(255)  # noqa: E731
+    small = ImageData(train_x=images(300), train_y=torch.randint(0, 10, (300,), generator=gen),
+                      test_x=images(100), test_y=torch.randint(0, 10, (100,), generator=gen),
+                      shape=(28, 28), name="mnist", num_classes=10)
+    monkeypatch.setattr(images_module, "load_mnist", lambda root: small)
+    row = bench.bench_vae("unused", epochs=bench.WARMUP + 1, seeds=[0, 1])
+    # the example's data path and in-memory batches: same batches and noise, so the same weights and ELBO
+    assert row["refs_identical"] is True
+    assert row["per_seed"]["ref_test_elbo"] == row["per_seed"]["ref_items_test_elbo"]
+    assert len(row["per_seed"]["ours_test_elbo"]) == 2 and all(v < 0 for v in row["per_seed"]["ours_test_elbo"])
+    assert row["ours_samples_per_s"] > 0 and row["ref_items_samples_per_s"] > 0

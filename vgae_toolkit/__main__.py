@@ -1,12 +1,16 @@
 """Command line: ``python -m vgae_toolkit model=vgae dataset=cora`` (Hydra overrides)."""
 import sys
 
-import hydra
-from omegaconf import DictConfig
+from vgae_toolkit.process import enable_huge_pages
 
-from vgae_toolkit.distributed import command_line
-from vgae_toolkit.errors import ToolkitError
-from vgae_toolkit.run import run
+enable_huge_pages()  # before torch is first imported, when PyTorch reads the setting (vgae_toolkit/process.py)
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from vgae_toolkit.distributed import command_line  # noqa: E402
+from vgae_toolkit.errors import ToolkitError  # noqa: E402
+from vgae_toolkit.run import run  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -21,6 +21,7 @@ from vgae_toolkit import distributed
 from vgae_toolkit.checkpoint import save_checkpoint
 from vgae_toolkit.errors import ConfigError, ToolkitError, TrainingError
 from vgae_toolkit.plots import plot_history
+from vgae_toolkit.process import huge_pages_enabled
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +181,8 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         "wall_seconds": time.perf_counter() - start,
         "device": str(ctx.device),
         "processes": ctx.world_size,
+        "torch_threads": torch.get_num_threads(),
+        "huge_pages": huge_pages_enabled(),
         "versions": {"vgae_toolkit": vgae_toolkit.__version__, "torch": torch.__version__,
                      "python": platform.python_version()},
         "config": OmegaConf.to_container(cfg, resolve=True),
