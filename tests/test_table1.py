@@ -82,6 +82,18 @@ def test_tuned_preset_chooses_only_autoencoder_knobs():
         assert cfg.trainer.select in ("last", "best")
 
 
+def test_featureless_widths_are_the_papers_unless_the_preset_sets_them():
+    def widths(*overrides):
+        cfg = compose_cfg(*overrides)
+        return cfg.model.hidden, cfg.model.latent
+    for row in ("gae_star", "vgae_star"):
+        assert widths("+experiment=table1", f"table1_row={row}", "dataset=citeseer") == (32, 16)  # paper
+    assert widths("+experiment=table1_tuned", "table1_row=gae_star", "dataset=citeseer") == (64, 32)
+    assert widths("+experiment=table1_tuned", "table1_row=vgae_star", "dataset=citeseer") == (32, 16)
+    assert widths("+experiment=table1_tuned", "table1_row=gae_star", "dataset=cora") == (32, 16)
+    assert widths("+experiment=table1_tuned", "table1_row=gae_star", "dataset=citeseer", "model.hidden=8") == (8, 32)
+
+
 @pytest.mark.parametrize("launcher, plugin", [("joblib", "JoblibLauncher"), ("slurm", "SlurmLauncher")])
 def test_launchers_compose(launcher, plugin):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
