@@ -457,7 +457,8 @@ def render(results: dict, command: str, wall: float) -> str:
                   "a difference within about two standard errors is noise of the splits, not of the method.", "",
                   "Ours: the reference's model (GCN layers with biases, `recon=sampled`: its loss and one negative "
                   "per edge), features as in the data files; without biases, as in the paper's code, PubMed GAE "
-                  "scored 0.2 points under the reference over 5 seeds; evaluation = encoder on the training graph + AUC/AP in torch on the fixed negatives. "
+                  "scored 0.2 points under the reference over 5 seeds; evaluation = encoder on the training graph "
+                  "+ AUC/AP in torch on the fixed negatives. "
                   "Reference: GCNConv message passing every call, `negative_sampling` every step, scikit-learn "
                   "AUC/AP.", ""]
     if "featureless" in results:
