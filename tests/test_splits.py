@@ -60,10 +60,13 @@ def test_too_few_edges_is_a_clear_error():
         split_edges(edge_index, 3, val_frac=0.5, test_frac=0.5)
 
 
-def test_training_negatives_avoid_training_edges_and_are_resampled(graph):
+# direct_max=0: the KeySet path; the default: a byte per ordered pair (graphs of up to 4096 nodes)
+@pytest.mark.parametrize("direct_max", [0, 1 << 24])
+def test_training_negatives_avoid_training_edges_and_are_resampled(graph, direct_max):
     n = graph.num_nodes
     split = split_edges(graph.edge_index, n, seed=0)
-    sampler = NegativeSampler(split.train_pos, n, torch.Generator().manual_seed(0))
+    sampler = NegativeSampler(split.train_pos, n, torch.Generator().manual_seed(0), direct_max=direct_max)
+    assert (sampler.table is None) == (direct_max == 0)
     first, second = sampler(5000), sampler(5000)
     assert first.shape == (2, 5000)
     train = keyset(split.train_pos, n)
@@ -73,13 +76,36 @@ def test_training_negatives_avoid_training_edges_and_are_resampled(graph):
     assert not torch.equal(first, second)
 
 
-def test_sampler_is_exhaustive_on_a_dense_graph():
+@pytest.mark.parametrize("direct_max", [0, 1 << 24])
+def test_sampler_is_exhaustive_on_a_dense_graph(direct_max):
     # 5 nodes, 9 of 10 pairs are edges: only one negative pair exists.
     pairs = torch.tensor([[0, 0, 0, 0, 1, 1, 1, 2, 2], [1, 2, 3, 4, 2, 3, 4, 3, 4]])
-    sampler = NegativeSampler(pairs, 5, torch.Generator().manual_seed(0))
+    sampler = NegativeSampler(pairs, 5, torch.Generator().manual_seed(0), direct_max=direct_max)
     neg = sampler(20)
     assert set(pair_keys(neg, 5).tolist()) == {3 * 5 + 4}
     assert np.unique(pair_keys(neg, 5).numpy()).size == 1
+
+
+def test_both_membership_paths_draw_the_same_pairs(graph):
+    n = graph.num_nodes
+    split = split_edges(graph.edge_index, n, seed=0)
+    direct = NegativeSampler(split.train_pos.flip(0), n, torch.Generator().manual_seed(5))
+    keyset_path = NegativeSampler(split.train_pos, n, torch.Generator().manual_seed(5), direct_max=0)
+    for count in (1, 700, 5000):
+        assert torch.equal(direct(count), keyset_path(count))
+
+
+def test_negatives_are_uniform_over_the_non_edges():
+    # 6 nodes, edges {0,1}, {1,2}, {4,5}: 30 ordered pairs without self-loops, 6 of them edges
+    edges = torch.tensor([[0, 2, 4], [1, 1, 5]])
+    sampler = NegativeSampler(edges, 6, torch.Generator().manual_seed(0))
+    neg = sampler(24_000)
+    counts = torch.bincount(neg[0] * 6 + neg[1], minlength=36).view(6, 6)
+    allowed = ~torch.eye(6, dtype=torch.bool)
+    allowed[edges[0], edges[1]] = allowed[edges[1], edges[0]] = False
+    assert counts[~allowed].sum() == 0
+    # 24 allowed ordered pairs, 1000 draws expected each (standard deviation about 31)
+    assert counts[allowed].numel() == 24 and counts[allowed].min() > 850 and counts[allowed].max() < 1150
 
 
 @pytest.mark.parametrize("num_keys", [0, 1, 37, 5000])
