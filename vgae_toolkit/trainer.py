@@ -123,16 +123,16 @@ class Trainer:
                 out = model.loss(batch)
                 out["loss"].backward()
                 out = distributed.average_gradients(model, out)  # means over processes (as is with one)
-                loss = out["loss"]
-                if not torch.isfinite(loss):  # the same verdict in every process: the loss is averaged
+                values = {key: float(value.detach()) for key, value in out.items()}
+                if not math.isfinite(values["loss"]):  # the same verdict in every process: the loss is averaged
                     last = result.history[-1] if result.history else {}
                     raise TrainingError(
-                        f"non-finite loss ({float(loss)}) at epoch {epoch}; last finite epoch: {last or 'none'}",
+                        f"non-finite loss ({values['loss']}) at epoch {epoch}; last finite epoch: {last or 'none'}",
                         history=result.history,
                     )
                 opt.step()
-                for key, value in out.items():
-                    sums[key] = sums.get(key, 0.0) + float(value.detach())
+                for key, value in values.items():
+                    sums[key] = sums.get(key, 0.0) + value
                 count += 1
             record = {"epoch": epoch, **{f"train_{k}": v / max(count, 1) for k, v in sums.items()}}
             if evaluate is not None and (epoch % self.eval_every == 0 or epoch == self.epochs):
@@ -148,7 +148,8 @@ class Trainer:
                     result.best_state = copy.deepcopy(model.state_dict())
                     result.best_epoch, best_record = epoch, dict(record)
             result.history.append(record)
-            bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"}, refresh=False)
+            if show:
+                bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"}, refresh=False)
             for callback in self.callbacks:
                 callback(epoch, record, model)
         bar.close()

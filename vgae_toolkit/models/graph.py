@@ -119,8 +119,7 @@ class GCNEncoder(nn.Module):
         both = adj @ (h @ torch.cat([head.weight for head in heads], dim=1))
         if self.conv_mu.bias is not None:
             both = both + torch.cat([head.bias for head in heads])
-        mu, logstd = both.chunk(2, dim=1)
-        return Posterior(mu, logstd)
+        return Posterior.from_packed(both)  # mu, log sigma: the two halves of the columns
 
 
 class _SoftplusGramSum(torch.autograd.Function):
