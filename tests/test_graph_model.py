@@ -42,8 +42,13 @@ def test_planned_pair_logits_match_autograd_through_indexing():
     assert grad[4].abs().sum() == 0
 
 
+@pytest.mark.parametrize("keep_rows", [True, False], ids=["rows-kept", "rows-gathered-again"])
 @pytest.mark.parametrize("part", [(0, 1), (1, 2)])
-def test_sampled_loss_and_its_gradient_match_autograd(part):
+def test_sampled_loss_and_its_gradient_match_autograd(part, keep_rows, monkeypatch):
+    import vgae_toolkit.models.graph as graph
+
+    if not keep_rows:  # the large-graph path: the backward pass gathers the negatives' rows itself
+        monkeypatch.setattr(graph, "KEEP_ROWS_MAX", 0)
     torch.manual_seed(0)
     pos = torch.tensor([[0, 0, 1, 2, 3], [1, 2, 2, 3, 4]])
     neg = torch.tensor([[0, 4, 1, 3, 0, 2], [3, 1, 4, 0, 4, 0]])
@@ -68,6 +73,8 @@ def test_chunked_pair_logits_and_gradients_match_one_chunk(monkeypatch):
     monkeypatch.setattr(graph, "PAIR_CHUNK", 7)  # 15 chunks, the last one short
     chunked = graph.inner_product(z, pairs), graph.scatter_pair_grads(torch.zeros_like(z), z, pairs, grad)
     assert torch.allclose(whole[0], chunked[0]) and torch.allclose(whole[1], chunked[1])
+    rows = (z.index_select(0, pairs[0]), z.index_select(0, pairs[1]))  # kept from a forward pass
+    assert torch.equal(graph.scatter_pair_grads(torch.zeros_like(z), z, pairs, grad, rows), chunked[1])
     (expected,) = torch.autograd.grad((graph.inner_product(z.requires_grad_(), pairs) * grad).sum(), z)
     assert torch.allclose(chunked[1], expected)
 

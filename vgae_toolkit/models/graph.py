@@ -174,6 +174,7 @@ def share_of(pairs: Tensor, part: tuple[int, int]) -> Tensor:
 
 
 PAIR_CHUNK = 32768  # pairs per chunk: two gathered [chunk, latent] blocks stay in cache
+KEEP_ROWS_MAX = 65536  # negatives up to which the sampled loss keeps their gathered rows for the backward pass
 
 
 def inner_product(z: Tensor, pairs: Tensor) -> Tensor:
@@ -188,12 +189,17 @@ def inner_product(z: Tensor, pairs: Tensor) -> Tensor:
     return torch.cat([inner_product(z, pairs[:, a:a + PAIR_CHUNK]) for a in range(0, pairs.size(1), PAIR_CHUNK)])
 
 
-def scatter_pair_grads(out: Tensor, z: Tensor, pairs: Tensor, grad: Tensor) -> Tensor:
-    """``out`` += d/dZ of sum_p grad_p z_i·z_j (rows i get grad_p z_j, rows j get grad_p z_i), in chunks."""
+def scatter_pair_grads(out: Tensor, z: Tensor, pairs: Tensor, grad: Tensor,
+                       rows: tuple[Tensor, Tensor] | tuple[()] = ()) -> Tensor:
+    """``out`` += d/dZ of sum_p grad_p z_i·z_j (rows i get grad_p z_j, rows j get grad_p z_i), in chunks.
+
+    ``rows``: ``(z[i], z[j])`` for all pairs if the caller kept them from the forward pass (else gathered here).
+    """
     for a in range(0, pairs.size(1), PAIR_CHUNK):
         i, j, g = pairs[0, a:a + PAIR_CHUNK], pairs[1, a:a + PAIR_CHUNK], grad[a:a + PAIR_CHUNK].unsqueeze(1)
-        out.index_add_(0, i, z.index_select(0, j) * g)
-        out.index_add_(0, j, z.index_select(0, i) * g)
+        z_i, z_j = (r[a:a + PAIR_CHUNK] for r in rows) if rows else (z.index_select(0, i), z.index_select(0, j))
+        out.index_add_(0, i, z_j * g)
+        out.index_add_(0, j, z_i * g)
     return out
 
 
@@ -272,19 +278,24 @@ class _SampledBCE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, z: Tensor, plan: PairPlan, neg: Tensor, w_pos: float, w_neg: float) -> Tensor:
-        pos_logits, neg_logits = inner_product(z, plan.pairs), inner_product(z, neg)
-        ctx.save_for_backward(z, pos_logits, neg_logits, neg)
+        pos_logits = inner_product(z, plan.pairs)
+        if neg.size(1) <= KEEP_ROWS_MAX:  # keep the gathered rows (8 MB at most): the backward pass needs them
+            rows = (z.index_select(0, neg[0]), z.index_select(0, neg[1]))
+            neg_logits = (rows[0] * rows[1]).sum(dim=-1)
+        else:  # on large graphs they would be hundreds of MB: gathered again in the backward pass, in chunks
+            rows, neg_logits = (), inner_product(z, neg)
+        ctx.save_for_backward(z, pos_logits, neg_logits, neg, *rows)
         ctx.plan, ctx.w_pos, ctx.w_neg = plan, w_pos, w_neg
         return w_pos * F.softplus(-pos_logits).sum() + w_neg * F.softplus(neg_logits).sum()
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        z, pos_logits, neg_logits, neg = ctx.saved_tensors
+        z, pos_logits, neg_logits, neg, *rows = ctx.saved_tensors
         plan = ctx.plan
         g_pos = torch.sigmoid(-pos_logits).mul_(-ctx.w_pos * grad)  # d softplus(-l)/dl = -sigma(-l)
         g_neg = torch.sigmoid(neg_logits).mul_(ctx.w_neg * grad)
         out = csr_matmul(plan.crow, plan.col, g_pos.index_select(0, plan.src), z)
-        return scatter_pair_grads(out, z, neg, g_neg), None, None, None, None
+        return scatter_pair_grads(out, z, neg, g_neg, tuple(rows)), None, None, None, None
 
 
 class GraphAutoEncoder(nn.Module):
