@@ -4,7 +4,7 @@ import torch
 
 from vgae_toolkit.data.graphs import make_sbm
 from vgae_toolkit.errors import ConfigError
-from vgae_toolkit.splits import KeySet, NegativeSampler, pair_keys, split_edges
+from vgae_toolkit.splits import KeySet, NegativeSampler, pair_keys, split_edges, without_columns
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +117,15 @@ def test_keyset_answers_exactly_like_a_set(num_keys):
     members = set(keys.tolist())
     expected = torch.tensor([q in members for q in queries.tolist()])
     assert torch.equal(KeySet(keys).contains(queries), expected)
+
+
+@pytest.mark.parametrize("dropped", [0, 1, 5, 200, 1000])
+def test_without_columns_keeps_the_other_columns_in_order(dropped):
+    g = torch.Generator().manual_seed(dropped)
+    pairs = torch.randint(0, 50, (2, 1000), generator=g)
+    drop = torch.zeros(1000, dtype=torch.bool)
+    drop[torch.randperm(1000, generator=g)[:dropped]] = True
+    drop[0] = drop[-1] = dropped > 0  # runs that start and end the draw
+    expected = torch.stack([pairs[0][~drop], pairs[1][~drop]])
+    assert torch.equal(without_columns(pairs, drop), expected)  # 200 and 1000 take the masked_select path
+
