@@ -114,8 +114,9 @@ def test_encoder_is_a_two_layer_gcn_and_its_gradients(features):
     # Â X W0 with features; Â I W0 = Â W0 without: a learnable per-node embedding, no identity matrix
     h = (a @ (enc.conv1.weight if features is None else x @ enc.conv1.weight) + enc.conv1.bias).relu()
     assert enc.conv1.weight.shape == ((4 if features is None else 3), 5)
-    mu = a @ (h @ enc.conv_mu.weight) + enc.conv_mu.bias
-    logstd = a @ (h @ enc.conv_logstd.weight) + enc.conv_logstd.bias
+    (w_mu, w_sigma), (b_mu, b_sigma) = enc.conv2.weight.chunk(2, dim=1), enc.conv2.bias.chunk(2)  # the two heads
+    mu = a @ (h @ w_mu) + b_mu
+    logstd = a @ (h @ w_sigma) + b_sigma
     assert torch.allclose(post.mu, mu, atol=1e-5)
     assert torch.allclose(post.logstd, logstd, atol=1e-5)
     # gradients through the cached sparse products equal the dense ones
@@ -125,6 +126,33 @@ def test_encoder_is_a_two_layer_gcn_and_its_gradients(features):
     (mu.sum() + logstd.pow(2).sum()).backward()
     for got, want in zip(grads, [p.grad for p in model.parameters()]):
         assert torch.allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("variational", [True, False])
+def test_encoder_starts_from_the_weights_of_separate_head_layers(variational):
+    from vgae_toolkit.models.graph import GCNLayer
+
+    torch.manual_seed(5)
+    model = GraphAutoEncoder(in_channels=7, num_nodes=4, hidden=6, latent=3, variational=variational)
+    torch.manual_seed(5)  # the paper's layout: first layer, then one GCN layer per head, in that order
+    layers = [GCNLayer(7, 6), GCNLayer(6, 3)] + ([GCNLayer(6, 3)] if variational else [])
+    enc = model.encoder
+    assert torch.equal(enc.conv1.weight, layers[0].weight)
+    assert torch.equal(enc.conv2.weight, torch.cat([layer.weight for layer in layers[1:]], dim=1))
+    assert not enc.conv2.bias.any()
+
+
+def test_weights_saved_with_two_head_layers_still_load():
+    torch.manual_seed(0)
+    model = GraphAutoEncoder(in_channels=None, num_nodes=4, hidden=5, latent=2)
+    state = model.state_dict()
+    old = {k: v for k, v in state.items() if "conv2" not in k}  # the layout of earlier checkpoints
+    for name in ("weight", "bias"):
+        old[f"encoder.conv_mu.{name}"], old[f"encoder.conv_logstd.{name}"] = state[f"encoder.conv2.{name}"].chunk(2, dim=-1)
+    fresh = GraphAutoEncoder(in_channels=None, num_nodes=4, hidden=5, latent=2)
+    fresh.load_state_dict(old)  # strict: no key missing or left over
+    for key, value in state.items():
+        assert torch.equal(fresh.state_dict()[key], value)
 
 
 def test_sparse_matrix_matches_dense_products():

@@ -63,16 +63,27 @@ class GCNLayer(nn.Module):
     Equal to ``torch_geometric.nn.GCNConv`` with the normalisation done once up front
     (Glorot weights, zero bias), but it multiplies by the cached CSR matrices directly
     instead of running message passing on every call; sparse features stay sparse.
+
+    Args:
+        in_channels, out_channels (int): the weight is ``[in_channels, out_channels]``.
+        bias (bool): add a bias.
+        blocks (int): initialise the weight as this many equal blocks of columns, each Glorot for
+            its own width: one layer that computes several heads side by side, each initialised as
+            a layer of its own would be (and with the same random numbers, in order).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True, blocks: int = 1) -> None:
         super().__init__()
+        if out_channels % blocks:
+            raise ValueError(f"out_channels {out_channels} is not {blocks} equal blocks")
+        self.blocks = blocks
         self.weight = nn.Parameter(torch.empty(in_channels, out_channels))
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        glorot(self.weight)
+        for block in self.weight.chunk(self.blocks, dim=1):
+            glorot(block)
         if self.bias is not None:
             zeros(self.bias)
 
@@ -87,7 +98,11 @@ class GCNEncoder(nn.Module):
 
     The adjacency is normalised once by the caller and passed as a :class:`SparseMatrix`, so
     nothing is recomputed per epoch. Without features the first layer is a learnable
-    per-node embedding: Â I W0 = Â W0, never a dense identity matrix.
+    per-node embedding: Â I W0 = Â W0, never a dense identity matrix. The VGAE's two heads are one
+    second layer, ``conv2``, with weight [W_mu | W_sigma] (and bias [b_mu | b_sigma]): one product
+    with Â for both, and its output is the packed posterior (:meth:`Posterior.from_packed`).
+    Each head is initialised as a layer of its own would be, so this is the paper's model, with
+    the same initial weights as two separate layers drawn in order.
 
     Args:
         in_channels (int, optional): feature size; ``None`` for featureless input.
@@ -105,21 +120,26 @@ class GCNEncoder(nn.Module):
         super().__init__()
         if hidden < 1 or latent < 1:
             raise ConfigError(f"model.hidden and model.latent must be positive, got {hidden} and {latent}")
-        self.dropout = dropout
+        self.dropout, self.variational = dropout, variational
         self.conv1 = GCNLayer(num_nodes if in_channels is None else in_channels, hidden, bias)
-        self.conv_mu = GCNLayer(hidden, latent, bias)
-        self.conv_logstd = GCNLayer(hidden, latent, bias) if variational else None
+        heads = 2 if variational else 1
+        self.conv2 = GCNLayer(hidden, heads * latent, bias, blocks=heads)
 
     def forward(self, x: Tensor | SparseMatrix | None, adj: SparseMatrix) -> Posterior:
-        h = F.dropout(self.conv1(x, adj).relu(), self.dropout, self.training)  # [num_nodes, hidden]
-        if self.conv_logstd is None:
-            return Posterior(self.conv_mu(h, adj))  # [num_nodes, latent]
-        # Both heads in one pass over Â: Â (H [W_mu | W_sigma]) = [Â H W_mu | Â H W_sigma].
-        heads = (self.conv_mu, self.conv_logstd)
-        both = adj @ (h @ torch.cat([head.weight for head in heads], dim=1))
-        if self.conv_mu.bias is not None:
-            both = both + torch.cat([head.bias for head in heads])
-        return Posterior.from_packed(both)  # mu, log sigma: the two halves of the columns
+        h = self.conv1(x, adj).relu()  # [num_nodes, hidden]
+        if self.dropout:
+            h = F.dropout(h, self.dropout, self.training)
+        out = self.conv2(h, adj)  # Â H [W_mu | W_sigma] = [Â H W_mu | Â H W_sigma]: [num_nodes, heads * latent]
+        return Posterior.from_packed(out) if self.variational else Posterior(out)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # weights saved when the heads were two layers, conv_mu and conv_logstd: joined into conv2
+        for name in ("weight", "bias"):
+            parts = [state_dict.pop(f"{prefix}{head}.{name}", None) for head in ("conv_mu", "conv_logstd")]
+            parts = [part for part in parts if part is not None]
+            if parts and f"{prefix}conv2.{name}" not in state_dict:
+                state_dict[f"{prefix}conv2.{name}"] = torch.cat(parts, dim=-1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class _SoftplusGramSum(torch.autograd.Function):
