@@ -42,9 +42,10 @@ def test_planned_pair_logits_match_autograd_through_indexing():
     assert grad[4].abs().sum() == 0
 
 
+@pytest.mark.parametrize("ordered", [False, True], ids=["draw-order", "ordered-negatives"])
 @pytest.mark.parametrize("keep_rows", [True, False], ids=["rows-kept", "rows-gathered-again"])
 @pytest.mark.parametrize("part", [(0, 1), (1, 2)])
-def test_sampled_loss_and_its_gradient_match_autograd(part, keep_rows, monkeypatch):
+def test_sampled_loss_and_its_gradient_match_autograd(part, keep_rows, ordered, monkeypatch):
     import vgae_toolkit.models.graph as graph
 
     if not keep_rows:  # the large-graph path: the backward pass gathers the negatives' rows itself
@@ -52,9 +53,11 @@ def test_sampled_loss_and_its_gradient_match_autograd(part, keep_rows, monkeypat
     torch.manual_seed(0)
     pos = torch.tensor([[0, 0, 1, 2, 3], [1, 2, 2, 3, 4]])
     neg = torch.tensor([[0, 4, 1, 3, 0, 2], [3, 1, 4, 0, 4, 0]])
+    if ordered:  # as the large-graph sampler draws them: by first node, which gets a CSR gradient
+        neg = neg[:, torch.argsort(neg[0], stable=True)]
     model = GraphAutoEncoder(in_channels=None, num_nodes=5, variational=False, recon="sampled")
     z = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
-    batch = GraphBatch(x=None, adj=normalized_adjacency(pos, 5), pos=pos, neg=neg, part=part)
+    batch = GraphBatch(x=None, adj=normalized_adjacency(pos, 5), pos=pos, neg=neg, part=part, neg_ordered=ordered)
     loss = model._sampled_recon(z, batch)
     mine = [pos[:, 2:], neg[:, 3:]] if part == (1, 2) else [pos, neg]  # the second process's share
     expected = (F.softplus(-inner_product(z, mine[0])).sum() / 5 + F.softplus(inner_product(z, mine[1])).sum() / 6) * part[1]

@@ -60,30 +60,53 @@ def test_too_few_edges_is_a_clear_error():
         split_edges(edge_index, 3, val_frac=0.5, test_frac=0.5)
 
 
-# direct_max=0: the KeySet path; the default: a byte per ordered pair (graphs of up to 4096 nodes)
-@pytest.mark.parametrize("direct_max", [0, 1 << 24])
-def test_training_negatives_avoid_training_edges_and_are_resampled(graph, direct_max):
+# direct_max=0: the KeySet path; the default: a byte per ordered pair (graphs of up to 4096 nodes).
+# ordered_min=0: pairs ordered by first node (the large-graph draw); the default: in draw order.
+PATHS = [(0, None), (1 << 24, None), (0, 0), (1 << 24, 0)]
+PATH_IDS = ["keyset", "direct", "keyset-ordered", "direct-ordered"]
+
+
+def _sampler(pairs, n, seed, direct_max=1 << 24, ordered_min=None):
+    extra = {} if ordered_min is None else {"ordered_min": ordered_min}
+    return NegativeSampler(pairs, n, torch.Generator().manual_seed(seed), direct_max=direct_max, **extra)
+
+
+@pytest.mark.parametrize(("direct_max", "ordered_min"), PATHS, ids=PATH_IDS)
+def test_training_negatives_avoid_training_edges_and_are_resampled(graph, direct_max, ordered_min):
     n = graph.num_nodes
     split = split_edges(graph.edge_index, n, seed=0)
-    sampler = NegativeSampler(split.train_pos, n, torch.Generator().manual_seed(0), direct_max=direct_max)
+    sampler = _sampler(split.train_pos, n, 0, direct_max, ordered_min)
     assert (sampler.table is None) == (direct_max == 0)
+    assert sampler.ordered == (ordered_min == 0)
     first, second = sampler(5000), sampler(5000)
     assert first.shape == (2, 5000)
     train = keyset(split.train_pos, n)
     for neg in (first, second):
         assert not (keyset(neg, n) & train)
         assert (neg[0] != neg[1]).all()
+        assert (neg[0].diff() >= 0).all() == sampler.ordered  # 5000 pairs in draw order are never sorted
     assert not torch.equal(first, second)
 
 
-@pytest.mark.parametrize("direct_max", [0, 1 << 24])
-def test_sampler_is_exhaustive_on_a_dense_graph(direct_max):
+@pytest.mark.parametrize("count", [400, 5000], ids=["few-redrawn", "many-redrawn"])
+def test_ordered_negatives_merge_the_redrawn_pairs_into_the_order(graph, count):
+    n = graph.num_nodes  # about 4% of all pairs are edges: some 16 or 200 rejected and drawn again
+    split = split_edges(graph.edge_index, n, seed=0)
+    sampler = _sampler(split.train_pos, n, 3, ordered_min=0)
+    neg = sampler(count)
+    assert neg.shape == (2, count) and (neg[0].diff() >= 0).all()
+    assert not (keyset(neg, n) & keyset(split.train_pos, n)) and (neg[0] != neg[1]).all()
+
+
+@pytest.mark.parametrize(("direct_max", "ordered_min"), PATHS, ids=PATH_IDS)
+def test_sampler_is_exhaustive_on_a_dense_graph(direct_max, ordered_min):
     # 5 nodes, 9 of 10 pairs are edges: only one negative pair exists.
     pairs = torch.tensor([[0, 0, 0, 0, 1, 1, 1, 2, 2], [1, 2, 3, 4, 2, 3, 4, 3, 4]])
-    sampler = NegativeSampler(pairs, 5, torch.Generator().manual_seed(0), direct_max=direct_max)
-    neg = sampler(20)
+    neg = _sampler(pairs, 5, 0, direct_max, ordered_min)(20)
     assert set(pair_keys(neg, 5).tolist()) == {3 * 5 + 4}
     assert np.unique(pair_keys(neg, 5).numpy()).size == 1
+    if ordered_min == 0:  # (3, 4) and (4, 3), in order
+        assert (neg[0].diff() >= 0).all()
 
 
 def test_both_membership_paths_draw_the_same_pairs(graph):
@@ -95,11 +118,13 @@ def test_both_membership_paths_draw_the_same_pairs(graph):
         assert torch.equal(direct(count), keyset_path(count))
 
 
-def test_negatives_are_uniform_over_the_non_edges():
-    # 6 nodes, edges {0,1}, {1,2}, {4,5}: 30 ordered pairs without self-loops, 6 of them edges
+@pytest.mark.parametrize("ordered_min", [None, 0], ids=["draw-order", "ordered"])
+def test_negatives_are_uniform_over_the_non_edges(ordered_min):
+    # 6 nodes, edges {0,1}, {1,2}, {4,5}: 30 ordered pairs without self-loops, 6 of them edges.
+    # Ordered: a third of the first draw is rejected and drawn again, then merged into the order.
     edges = torch.tensor([[0, 2, 4], [1, 1, 5]])
-    sampler = NegativeSampler(edges, 6, torch.Generator().manual_seed(0))
-    neg = sampler(24_000)
+    neg = _sampler(edges, 6, 0, ordered_min=ordered_min)(24_000)
+    assert (neg[0].diff() >= 0).all() == (ordered_min == 0)
     counts = torch.bincount(neg[0] * 6 + neg[1], minlength=36).view(6, 6)
     allowed = ~torch.eye(6, dtype=torch.bool)
     allowed[edges[0], edges[1]] = allowed[edges[1], edges[0]] = False

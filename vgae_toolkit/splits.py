@@ -170,17 +170,28 @@ class NegativeSampler:
     11 MB), and a :class:`KeySet` of the undirected training edges above. Both give the same pairs
     for the same generator.
 
+    On graphs of at least ``ordered_min`` nodes the pairs come ordered by their first node
+    (``ordered`` is then true): the number of pairs per first node is drawn as a whole (a multinomial,
+    by counting uniform draws), the second nodes uniformly, and the few rejected pairs are drawn again
+    and put in their place in the order. The same distribution (independent pairs, uniform over the
+    allowed ones) in another order: the loss then reads the first nodes' rows in sequence and sums
+    their gradients as a sparse product instead of a scatter. Measured per VGAE epoch (in-process
+    A/B): 16% faster at 30k nodes, 20% at 100k, 17% at 1M; PubMed (19,717 nodes) 2.4% and Cora 7%
+    slower, so the default (25,000) leaves both, and Table 1's draws, as they were.
+
     Args:
         train_pos (Tensor): training edges ``[2, E]`` (either orientation).
         num_nodes (int): number of nodes.
         generator (torch.Generator): the sampler's own seeded stream.
         direct_max (int): largest N^2 for the direct table.
+        ordered_min (int): smallest graph whose pairs come ordered by first node.
     """
 
     def __init__(self, train_pos: Tensor, num_nodes: int, generator: torch.Generator,
-                 direct_max: int = 1 << 24) -> None:
+                 direct_max: int = 1 << 24, ordered_min: int = 25_000) -> None:
         n = self.num_nodes = num_nodes
         self.generator = generator
+        self.ordered = num_nodes >= ordered_min
         self.table: Tensor | None = None
         self.forbidden: KeySet | None = None
         if n * n <= direct_max:
@@ -196,6 +207,37 @@ class NegativeSampler:
         return (pairs[0] == pairs[1]) | self.forbidden.contains(pair_keys(pairs, self.num_nodes))
 
     def __call__(self, count: int) -> Tensor:
+        return self._ordered(count) if self.ordered else self._in_draw_order(count)
+
+    def _ordered(self, count: int) -> Tensor:
+        n, g = self.num_nodes, self.generator
+        per_node = torch.bincount(torch.randint(0, n, (count,), generator=g), minlength=n)
+        first = torch.repeat_interleave(torch.arange(n), per_node, output_size=count)
+        pairs = torch.stack([first, torch.randint(0, n, (count,), generator=g)])
+        rejected = self._rejected(pairs)
+        if not bool(rejected.any()):
+            return pairs
+        kept = without_columns(pairs, rejected)
+        again = self._in_draw_order(count - kept.size(1))
+        again = again.index_select(1, torch.argsort(again[0], stable=True))
+        # merge: each redrawn pair goes after the kept pairs with the same or a smaller first node
+        after = torch.searchsorted(kept[0], again[0], right=True)
+        if after.numel() <= 64:  # the usual case on a sparse graph: join the runs between them
+            runs, start = [], 0
+            for k, stop in enumerate(after.tolist()):
+                runs += [kept[:, start:stop], again[:, k:k + 1]]
+                start = stop
+            runs.append(kept[:, start:])
+            return torch.cat(runs, dim=1)
+        at = after + torch.arange(again.size(1))
+        out = torch.empty(2, count, dtype=pairs.dtype)
+        slots = torch.ones(count, dtype=torch.bool)
+        slots[at] = False
+        out[:, at] = again
+        out[:, slots] = kept
+        return out
+
+    def _in_draw_order(self, count: int) -> Tensor:
         parts, have = [], 0
         while have < count:
             # Oversample a little: non-edges dominate sparse graphs, so one round nearly always suffices.

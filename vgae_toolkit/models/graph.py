@@ -29,6 +29,8 @@ class GraphBatch:
         adj: the normalised training adjacency Â ``[N, N]`` (symmetric, cached CSR).
         pos: positive pairs ``[2, P]`` (training edges, one orientation each).
         neg: sampled negative pairs ``[2, Q]``, or ``None`` (the dense loss needs none).
+        neg_ordered: the negatives are ordered by first node (:class:`~vgae_toolkit.splits.NegativeSampler`
+            on large graphs): their gradient is then partly a sparse product instead of a scatter.
         part: ``(rank, world_size)``: with several processes each computes its share of the loss
             terms (pairs, rows of the Gram matrix), scaled so that the mean over processes is the
             loss of the whole batch; ``(0, 1)`` is the whole loss.
@@ -41,6 +43,7 @@ class GraphBatch:
     pos: Tensor
     neg: Tensor | None = None
     part: tuple[int, int] = (0, 1)
+    neg_ordered: bool = False
     cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -50,11 +53,12 @@ class GraphBatch:
     def to(self, device: torch.device | str) -> GraphBatch:
         return GraphBatch(x=None if self.x is None else self.x.to(device), adj=self.adj.to(device),
                           pos=self.pos.to(device), neg=None if self.neg is None else self.neg.to(device),
-                          part=self.part)  # a fresh cache: plans live on one device
+                          part=self.part, neg_ordered=self.neg_ordered)  # a fresh cache: plans live on one device
 
-    def with_negatives(self, neg: Tensor | None, part: tuple[int, int]) -> GraphBatch:
+    def with_negatives(self, neg: Tensor | None, part: tuple[int, int], ordered: bool = False) -> GraphBatch:
         """This epoch's batch: the same graph and cache with fresh negatives."""
-        return GraphBatch(x=self.x, adj=self.adj, pos=self.pos, neg=neg, part=part, cache=self.cache)
+        return GraphBatch(x=self.x, adj=self.adj, pos=self.pos, neg=neg, part=part, cache=self.cache,
+                          neg_ordered=ordered)
 
 
 class GCNLayer(nn.Module):
@@ -210,16 +214,20 @@ def inner_product(z: Tensor, pairs: Tensor) -> Tensor:
 
 
 def scatter_pair_grads(out: Tensor, z: Tensor, pairs: Tensor, grad: Tensor,
-                       rows: tuple[Tensor, Tensor] | tuple[()] = ()) -> Tensor:
+                       rows: tuple[Tensor, Tensor] | tuple[()] = (), crow: Tensor | None = None) -> Tensor:
     """``out`` += d/dZ of sum_p grad_p z_i·z_j (rows i get grad_p z_j, rows j get grad_p z_i), in chunks.
 
     ``rows``: ``(z[i], z[j])`` for all pairs if the caller kept them from the forward pass (else gathered here).
+    ``crow``: CSR row pointers of the pairs' first nodes when ``pairs`` are ordered by them; rows i then
+    get their part as one sparse product (a gather and a sum per row, no scatter).
     """
+    if crow is not None:
+        out.add_(csr_matmul(crow, pairs[1], grad, z))
     for a in range(0, pairs.size(1), PAIR_CHUNK):
         i, j, g = pairs[0, a:a + PAIR_CHUNK], pairs[1, a:a + PAIR_CHUNK], grad[a:a + PAIR_CHUNK].unsqueeze(1)
-        z_i, z_j = (r[a:a + PAIR_CHUNK] for r in rows) if rows else (z.index_select(0, i), z.index_select(0, j))
-        out.index_add_(0, i, z_j * g)
-        out.index_add_(0, j, z_i * g)
+        if crow is None:
+            out.index_add_(0, i, (rows[1][a:a + PAIR_CHUNK] if rows else z.index_select(0, j)) * g)
+        out.index_add_(0, j, (rows[0][a:a + PAIR_CHUNK] if rows else z.index_select(0, i)) * g)
     return out
 
 
@@ -297,7 +305,11 @@ class _SampledBCE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, z: Tensor, plan: PairPlan, neg: Tensor, w_pos: float, w_neg: float) -> Tensor:
+    def forward(ctx, z: Tensor, plan: PairPlan, neg: Tensor, w_pos: float, w_neg: float, ordered: bool) -> Tensor:
+        ctx.crow = None
+        if ordered:  # the negatives' first nodes are in order: CSR row pointers for the backward pass
+            ctx.crow = torch.zeros(z.size(0) + 1, dtype=neg.dtype, device=neg.device)
+            ctx.crow[1:] = torch.bincount(neg[0], minlength=z.size(0)).cumsum(0)
         pos_logits = inner_product(z, plan.pairs)
         if neg.size(1) <= KEEP_ROWS_MAX:  # keep the gathered rows (8 MB at most): the backward pass needs them
             rows = (z.index_select(0, neg[0]), z.index_select(0, neg[1]))
@@ -315,7 +327,7 @@ class _SampledBCE(torch.autograd.Function):
         g_pos = torch.sigmoid(-pos_logits).mul_(-ctx.w_pos * grad)  # d softplus(-l)/dl = -sigma(-l)
         g_neg = torch.sigmoid(neg_logits).mul_(ctx.w_neg * grad)
         out = csr_matmul(plan.crow, plan.col, g_pos.index_select(0, plan.src), z)
-        return scatter_pair_grads(out, z, neg, g_neg, tuple(rows)), None, None, None, None
+        return scatter_pair_grads(out, z, neg, g_neg, tuple(rows), ctx.crow), None, None, None, None, None
 
 
 class GraphAutoEncoder(nn.Module):
@@ -383,8 +395,8 @@ class GraphAutoEncoder(nn.Module):
                            lambda: sorted_pairs(share_of(batch.pos, part), z.size(0)), z.size(0))
         # mean over all pairs of -log sigma(l) (edges) and -log(1 - sigma(l)) (negatives); with several
         # processes, this process's sums scaled so that the mean over processes is that mean
-        return _SampledBCE.apply(z, plan, share_of(batch.neg, part),
-                                 part[1] / batch.pos.size(1), part[1] / batch.neg.size(1))
+        return _SampledBCE.apply(z, plan, share_of(batch.neg, part),  # (a share of ordered pairs is ordered)
+                                 part[1] / batch.pos.size(1), part[1] / batch.neg.size(1), batch.neg_ordered)
 
     @staticmethod
     def _dense_recon(z: Tensor, pos: Tensor, part: tuple[int, int] = (0, 1), cache: dict | None = None) -> Tensor:

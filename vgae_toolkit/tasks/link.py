@@ -42,7 +42,7 @@ class TrainEpochs:
 
     def __iter__(self) -> Iterator[GraphBatch]:
         neg = self.sampler(self.ratio * self.batch.pos.size(1)).to(self.batch.pos.device) if self.ratio else None
-        yield self.batch.with_negatives(neg, self.part)
+        yield self.batch.with_negatives(neg, self.part, ordered=self.sampler.ordered)
 
 
 class LinkPredictionTask:
