@@ -300,8 +300,9 @@ class _SampledBCE(torch.autograd.Function):
     """w_pos sum_edges softplus(-z_i·z_j) + w_neg sum_negatives softplus(z_i·z_j), one autograd node.
 
     The edges' gradient goes through their :class:`PairPlan`; the negatives, fresh every epoch, are
-    scattered with ``index_add``. Equal to autograd through :func:`inner_product` and ``softplus``
-    (tested), without its dozen nodes per epoch.
+    scattered with ``index_add`` (:func:`scatter_pair_grads`; on the first nodes' side one CSR product
+    when ``ordered``). Equal to autograd through :func:`inner_product` and ``softplus`` (tested),
+    without its dozen nodes per epoch.
     """
 
     @staticmethod
