@@ -192,6 +192,27 @@ def test_dense_loss_equals_weighted_bce_over_all_pairs():
     assert torch.allclose(GraphAutoEncoder._dense_recon(z, pos), expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("self_loops", [True, False])
+def test_dense_loss_labels_self_loops_only_when_asked(self_loops):
+    torch.manual_seed(0)
+    n, pos = 4, PATH[:, ::2]
+    z = torch.randn(n, 3)
+    adj = torch.zeros(n, n)
+    adj[PATH[0], PATH[1]] = 1
+    num_ones = adj.sum()  # pos_weight and norm count A_train's edges with or without self-loop labels
+    labels = adj + torch.eye(n) if self_loops else adj  # the paper's A (unit diagonal) and adj_label, or links only
+    pos_weight = (n * n - num_ones) / num_ones
+    norm = n * n / (2 * (n * n - num_ones))
+    expected = norm * F.binary_cross_entropy_with_logits(z @ z.t(), labels, pos_weight=pos_weight)
+    assert torch.allclose(GraphAutoEncoder._dense_recon(z, pos, self_loops=self_loops), expected, atol=1e-6)
+    model = GraphAutoEncoder(in_channels=None, num_nodes=n, variational=False, recon="dense",
+                             dense_self_loops=self_loops)
+    batch = GraphBatch(x=None, adj=normalized_adjacency(PATH, n), pos=pos)
+    z = model.encode(batch).mu
+    assert torch.allclose(model.loss(batch)["recon"], GraphAutoEncoder._dense_recon(z, pos, self_loops=self_loops))
+    assert model.describe()["dense_self_loops"] is self_loops
+
+
 def test_sampled_loss_is_bce_on_positives_and_negatives():
     z = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
     pos, neg = torch.tensor([[0], [1]]), torch.tensor([[0, 0], [2, 1]])
@@ -238,7 +259,7 @@ def test_auto_recon_is_dense_only_where_it_fits():
     assert small.recon == "dense" and small.negatives_per_positive == 0
     large = GraphAutoEncoder(in_channels=None, num_nodes=500, dense_max_nodes=100)
     assert large.recon == "sampled" and large.negatives_per_positive == 1
-    assert large.describe() == {"recon": "sampled", "kl_weight": 1 / 500, "neg_ratio": 1}
+    assert large.describe() == {"recon": "sampled", "kl_weight": 1 / 500, "neg_ratio": 1, "dense_self_loops": None}
 
 
 def test_layers_without_bias_as_the_reference_code():

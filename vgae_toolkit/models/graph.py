@@ -343,6 +343,10 @@ class GraphAutoEncoder(nn.Module):
             ``neg_ratio`` uniform negatives per edge, O(E) per epoch; ``auto`` — ``dense`` up
             to ``dense_max_nodes`` nodes, ``sampled`` above (the resolved choice is ``self.recon``).
         neg_ratio (int): sampled negatives per positive edge (``recon=sampled``).
+        dense_self_loops (bool): the dense loss's labels are A_train + I (``True``): the paper's A,
+            whose diagonal is set to 1, and the reference code's ``adj_label``; ``False`` labels the
+            links alone, without the N self-pairs, as the sampled loss does (PyG's example).
+            ``pos_weight`` and ``norm`` count the edges of A_train either way.
         kl_weight (float, optional): weight of the node-averaged KL; ``None`` = 1/N, the
             reference code's factor (it divides the mean KL by N once more).
         dense_max_nodes (int): largest graph for which ``recon=auto`` picks ``dense`` (an explicit
@@ -353,7 +357,8 @@ class GraphAutoEncoder(nn.Module):
 
     def __init__(self, *, in_channels: int | None, num_nodes: int, hidden: int = 32, latent: int = 16,
                  variational: bool = True, dropout: float = 0.0, bias: bool = True, recon: str = "auto",
-                 neg_ratio: int = 1, kl_weight: float | None = None, dense_max_nodes: int = 10_000) -> None:
+                 neg_ratio: int = 1, kl_weight: float | None = None, dense_max_nodes: int = 10_000,
+                 dense_self_loops: bool = True) -> None:
         super().__init__()
         if recon not in ("auto", "sampled", "dense"):
             raise ConfigError(f"model.recon: expected 'auto', 'sampled' or 'dense', got {recon!r}")
@@ -363,13 +368,14 @@ class GraphAutoEncoder(nn.Module):
             raise ConfigError(f"model.neg_ratio must be at least 1 with recon=sampled, got {neg_ratio}")
         self.encoder = GCNEncoder(in_channels=in_channels, num_nodes=num_nodes, hidden=hidden, latent=latent,
                                   variational=variational, dropout=dropout, bias=bias)
-        self.recon, self.neg_ratio = recon, neg_ratio
+        self.recon, self.neg_ratio, self.dense_self_loops = recon, neg_ratio, bool(dense_self_loops)
         self.kl_weight = 1.0 / num_nodes if kl_weight is None else float(kl_weight)
 
     def describe(self) -> dict:
         """The resolved loss settings, for ``metrics.json``."""
         return {"recon": self.recon, "kl_weight": self.kl_weight,
-                "neg_ratio": self.neg_ratio if self.recon == "sampled" else None}
+                "neg_ratio": self.neg_ratio if self.recon == "sampled" else None,
+                "dense_self_loops": self.dense_self_loops if self.recon == "dense" else None}
 
     @property
     def negatives_per_positive(self) -> int:
@@ -383,7 +389,7 @@ class GraphAutoEncoder(nn.Module):
         posterior = self.encode(batch)
         z, kl = posterior.rsample_and_mean_kl()  # z: [num_nodes, latent]; kl: mean over nodes
         if self.recon == "dense":
-            recon = self._dense_recon(z, batch.pos, batch.part, batch.cache)
+            recon = self._dense_recon(z, batch.pos, batch.part, batch.cache, self.dense_self_loops)
         else:
             recon = self._sampled_recon(z, batch)
         return {"loss": recon + self.kl_weight * kl, "recon": recon, "kl": kl}
@@ -400,19 +406,21 @@ class GraphAutoEncoder(nn.Module):
                                  part[1] / batch.pos.size(1), part[1] / batch.neg.size(1), batch.neg_ordered)
 
     @staticmethod
-    def _dense_recon(z: Tensor, pos: Tensor, part: tuple[int, int] = (0, 1), cache: dict | None = None) -> Tensor:
-        # Reference code: labels A_train + I over all N^2 pairs; pos_weight and norm use the
-        # edge count of A_train without the self-loops. Summing softplus(l) over all pairs and
-        # correcting on the positives avoids an N x N label matrix:
+    def _dense_recon(z: Tensor, pos: Tensor, part: tuple[int, int] = (0, 1), cache: dict | None = None,
+                     self_loops: bool = True) -> Tensor:
+        # Paper and reference code: labels A_train + I over all N^2 pairs (self_loops=False: A_train,
+        # no self-pair labelled); pos_weight and norm use the edge count of A_train without the
+        # self-loops. Summing softplus(l) over all pairs and correcting on the positives avoids an
+        # N x N label matrix:
         # p*y*softplus(-l) + (1-y)*softplus(l) = softplus(l) + y*(p*softplus(-l) - softplus(l)).
         n = z.size(0)
         num_ones = 2 * pos.size(1)
         pos_weight = (n * n - num_ones) / num_ones
         norm = n * n / (2.0 * (n * n - num_ones))
         total = softplus_gram_sum(z, part=part)
-        diag = torch.arange(n, device=z.device)
+        diag = torch.arange(n if self_loops else 0, device=z.device)
         labelled = lambda: share_of(torch.cat([pos, pos.flip(0), torch.stack([diag, diag])], dim=1), part)  # noqa: E731
-        logits = cached_plan({} if cache is None else cache, ("dense", part), pos, labelled, n).logits(z)
+        logits = cached_plan({} if cache is None else cache, ("dense", part, self_loops), pos, labelled, n).logits(z)
         total = total + (pos_weight * F.softplus(-logits) - F.softplus(logits)).sum()
         if part[1] > 1:  # this process's share of the sum: the mean over processes is the whole loss
             total = total * part[1]
