@@ -94,6 +94,20 @@ def test_featureless_widths_are_the_papers_unless_the_preset_sets_them():
     assert widths("+experiment=table1_tuned", "table1_row=gae_star", "dataset=citeseer", "model.hidden=8") == (8, 32)
 
 
+def test_self_loop_labels_are_the_reference_codes_unless_the_preset_drops_them():
+    def loss_and_fit(*overrides):
+        cfg = compose_cfg(*overrides)
+        return cfg.model.dense_self_loops, cfg.trainer.epochs, cfg.trainer.select
+    for row in ("gae", "vgae", "gae_star", "vgae_star"):
+        for dataset in ("cora", "citeseer"):
+            assert loss_and_fit("+experiment=table1", f"table1_row={row}", f"dataset={dataset}")[0] is True
+    assert loss_and_fit("+experiment=table1_tuned", "table1_row=vgae_star", "dataset=citeseer") == (False, 1600, "last")
+    assert loss_and_fit("+experiment=table1_tuned", "table1_row=gae_star", "dataset=citeseer") == (True, 400, "best")
+    assert loss_and_fit("+experiment=table1_tuned", "table1_row=vgae_star", "dataset=cora") == (True, 400, "best")
+    assert loss_and_fit("+experiment=table1_tuned", "table1_row=vgae_star", "dataset=citeseer",
+                        "model.dense_self_loops=true")[0] is True
+
+
 @pytest.mark.parametrize("launcher, plugin", [("joblib", "JoblibLauncher"), ("slurm", "SlurmLauncher")])
 def test_launchers_compose(launcher, plugin):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
