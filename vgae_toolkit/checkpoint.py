@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -55,12 +56,22 @@ def load_checkpoint(path: str | Path) -> dict:
         raise DataError(f"checkpoint {path}: file not found")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
+    except pickle.UnpicklingError as err:  # torch's own text advises a load that runs code: never repeat it
+        found = re.search(r"(?:unsupported|Unsupported global:) GLOBAL (\S+)", str(err))
+        what = f" ({found.group(1)})" if found else ""
+        raise DataError(f"checkpoint {path}: refused or unreadable: it holds pickled objects{what} other than "
+                        f"tensors, numbers and strings, and is never loaded in a way that could run them") from err
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise DataError(f"checkpoint {path}: refused or unreadable ({type(err).__name__}: {str(err)[:300]})") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION or "state_dict" not in payload:
         raise DataError(f"checkpoint {path}: not a vgae-toolkit checkpoint (format {FORMAT_VERSION} expected)")
-    return {"state_dict": payload["state_dict"], "config": OmegaConf.create(payload["config"]),
-            "metrics": payload.get("metrics", {})}
+    try:  # YAML text, parsed without building anything (vgae_toolkit.registry checks it before use)
+        config = OmegaConf.create(payload["config"]) if isinstance(payload.get("config"), str) else None
+    except Exception as err:  # any YAML or OmegaConf error: the file is bad data
+        raise DataError(f"checkpoint {path}: its stored config cannot be parsed ({str(err)[:300]})") from err
+    if not isinstance(config, DictConfig):
+        raise DataError(f"checkpoint {path}: its stored config is not a mapping of YAML text")
+    return {"state_dict": payload["state_dict"], "config": config, "metrics": payload.get("metrics", {})}
 
 
 def _plain(value):

@@ -14,23 +14,34 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf.errors import OmegaConfBaseException
 
 from vgae_toolkit.checkpoint import load_checkpoint
 from vgae_toolkit.errors import ConfigError, DataError, ToolkitError
-from vgae_toolkit.run import TASK_BUILDERS, build_model, seed_everything
+from vgae_toolkit.registry import check_untrusted
+from vgae_toolkit.run import TASK_BUILDERS, build_model, check_compatible, seed_everything
 
 
 def load_run(run_dir: str | Path, *, which: str = "best", data_dir: str | None = None):
-    """Rebuild ``(task, model, checkpoint)`` from a run directory."""
+    """Rebuild ``(task, model, checkpoint)`` from a run directory.
+
+    The config stored in the checkpoint is untrusted: it is refused unless every ``_target_``
+    in it is one of the toolkit's own builders (:mod:`vgae_toolkit.registry`).
+    """
     run_dir = Path(run_dir)
     path = run_dir / f"{which}.pt"
     if which == "best" and not path.exists():
         path = run_dir / "last.pt"
     ckpt = load_checkpoint(path)
     cfg = ckpt["config"]
-    if data_dir is not None:
-        cfg.paths.data_dir = data_dir
-    seed_everything(cfg.seed)  # the same seed rebuilds the same split
+    check_untrusted(cfg, str(path))  # before anything in it is built
+    try:
+        check_compatible(cfg)
+        if data_dir is not None:
+            cfg.paths.data_dir = data_dir
+        seed_everything(int(cfg.seed))  # the same seed rebuilds the same split
+    except OmegaConfBaseException as err:  # not a run's config: a key missing or misshapen
+        raise ConfigError(f"checkpoint {path}: stored config is not a run's config ({err})") from err
     task = TASK_BUILDERS[cfg.dataset.kind](cfg)
     model = build_model(cfg.model, task)
     try:
