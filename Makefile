@@ -8,7 +8,7 @@ DATASET ?= cora
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast smoke clean
+.PHONY: help install run test test-fast mutations smoke clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ test: install  ## the whole test suite (real-data tests run when VGAE_TOOLKIT_DA
 
 test-fast: install  ## the suite without the slow subprocess tests
 	$(BIN)/python -m pytest -q -m "not slow"
+
+mutations: install  ## break the protocol on purpose (tests/mutations.py) and check a test catches each breakage
+	$(BIN)/python tests/mutations.py
 
 smoke: install  ## a 20-epoch run on the synthetic graph
 	$(BIN)/python -m vgae_toolkit dataset=sbm trainer.epochs=20

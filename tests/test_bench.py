@@ -1,5 +1,6 @@
 """The benchmark script: its arithmetic, its report and a tiny end-to-end run (no timing is asserted)."""
 import json
+import math
 
 import pytest
 import torch
@@ -51,12 +52,16 @@ def test_scaling_section_end_to_end(tmp_path):
 def test_link_section_on_cora(tmp_path, data_root):
     require_files(data_root, "Planetoid/Cora/raw")
     out = tmp_path / "bench.md"
-    bench.main(["--sections", "link", "--link-datasets", "cora", "--link-epochs", "8", "--link-seeds", "2",
+    bench.main(["--sections", "link", "--link-datasets", "cora", "--link-epochs", "40", "--link-seeds", "2",
                 "--threads", "1", "--data-dir", str(data_root), "--out", str(out)])
     rows = json.loads(out.with_suffix(".json").read_text())["link"]
     assert [(r["dataset"], r["model"]) for r in rows] == [("cora", "GAE"), ("cora", "VGAE")]
     for r in rows:
-        assert 0.5 < r["ours_test_auc"] <= 1 and 0 < r["ref_test_auc"] <= 1
+        # Both sides learn: untrained encoders score 0.68-0.72 test AUC on these splits, both sides
+        # 0.85-0.91 after 40 epochs; training the same model, they end within 0.02 of each other.
+        tests = r["per_seed_test"]
+        assert min(tests["ours_auc"] + tests["ref_auc"]) > 0.80, tests
+        assert abs(r["ours_test_auc"] - r["ref_test_auc"]) < 0.04, tests
         assert r["ours_train_ms"] > 0 and r["ref_train_ms"] > 0
         per_seed = r["per_seed_test"]["ours_auc"]
         assert r["seeds"] == [0, 1] and len(per_seed) == 2 and per_seed[0] != per_seed[1]  # two splits
@@ -121,5 +126,11 @@ def test_vae_section_end_to_end_on_small_images(monkeypatch):
     # the example's data path and in-memory batches: same batches and noise, so the same weights and ELBO
     assert row["refs_identical"] is True
     assert row["per_seed"]["ref_test_elbo"] == row["per_seed"]["ref_items_test_elbo"]
-    assert len(row["per_seed"]["ours_test_elbo"]) == 2 and all(v < 0 for v in row["per_seed"]["ours_test_elbo"])
+    # Bernoulli targets x in [0, 1]: -log p(x|z) >= sum_i H(x_i) (cross-entropy >= entropy), so the ELBO
+    # is at most -sum_i H(x_i); a decoder no better than p = 1/2 gives at best -784 log 2 plus the KL.
+    x = small.test_x.double().clamp(1e-12, 1 - 1e-12)
+    entropy = float(-(x * x.log() + (1 - x) * (1 - x).log()).sum(dim=1).mean())
+    for value in row["per_seed"]["ours_test_elbo"] + row["per_seed"]["ref_test_elbo"]:
+        assert -784 * math.log(2) - 5 < value < -entropy, (value, entropy)
+    assert len(row["per_seed"]["ours_test_elbo"]) == 2
     assert row["ours_samples_per_s"] > 0 and row["ref_items_samples_per_s"] > 0

@@ -13,7 +13,9 @@ from conftest import require_files
 from helpers import compose_cfg, options
 from vgae_toolkit import plots_vae
 from vgae_toolkit.errors import ConfigError, DataError
+from vgae_toolkit.metrics import kl_per_dimension
 from vgae_toolkit.plots_images import TITLE_PX
+from vgae_toolkit.predict import load_run
 from vgae_toolkit.run import run
 from vgae_toolkit.tasks.image import hold_out
 
@@ -103,7 +105,14 @@ def test_run_learns_and_describes_itself(vae_run):
                 "active_units", "split_sizes", "image_shape", "iw_samples", "selected_epoch"):
         assert key in written, key
     assert written["split_sizes"] == {"train": 1293, "val": 144, "test": 360} and written["image_shape"] == [8, 8]
-    assert len(written["kl_per_dim"]) == 8 and 0 <= written["active_units"] <= 8
+    assert len(written["kl_per_dim"]) == 8
+    # the recorded activity is that of the saved model's posterior means on the test images
+    task, model, _ = load_run(out, which="last")
+    with torch.no_grad():
+        mu = model.encode(task.sets["test"][0]).mu
+    assert written["active_units"] == int((mu.double().var(dim=0, correction=0) > 0.01).sum())
+    torch.testing.assert_close(torch.tensor(written["kl_per_dim"]), kl_per_dimension(model.encode(task.sets["test"][0])),
+                               rtol=1e-5, atol=1e-6)
     assert written["test_kl"] == pytest.approx(sum(written["kl_per_dim"]), rel=1e-5)
     history = written["history"]
     assert [h["samples_seen"] for h in history] == [1293 * e for e in range(1, 16)]
@@ -119,7 +128,7 @@ def test_figures_have_the_expected_size(vae_run):
     out, _ = vae_run
     assert png_size(out / "samples.png") == grid_px(10, 10, (8, 8), 7)
     assert png_size(out / "reconstructions.png") == grid_px(10, 10, (8, 8), 7)
-    assert (out / "elbo_curves.png").stat().st_size > 5000 and (out / "curves.png").is_file()
+    assert png_size(out / "elbo_curves.png")[0] > 300 and png_size(out / "curves.png")[0] > 300
     assert not (out / "manifold.png").exists() and not (out / "styles.png").exists()
 
 

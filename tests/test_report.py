@@ -59,6 +59,14 @@ def test_cli_writes_markdown_csv_latex(sweep, tmp_path, capsys):
     out = tmp_path / "report" / "results"
     main([str(sweep), "--out", str(out)])
     assert "VGAE" in capsys.readouterr().out
-    for suffix in (".md", ".csv", ".tex"):
-        assert out.with_suffix(suffix).stat().st_size > 0
-    assert "5 finished" in out.with_suffix(".md").read_text()
+    md = out.with_suffix(".md").read_text()
+    assert "5 finished" in md and "92.0 ± 1.2" in md
+    # the CSV holds the summary numbers: VGAE on Cora, AUC (90, 92, 94) and AP (91, 95, 92), x100
+    table = pd.read_csv(out.with_suffix(".csv")).set_index(["row", "dataset", "metric"])
+    assert table.loc[("VGAE", "cora", "auc"), "mean"] == pytest.approx(92.0)
+    assert table.loc[("VGAE", "cora", "auc"), "se"] == pytest.approx(2.0 / math.sqrt(3))
+    assert table.loc[("VGAE", "cora", "ap"), "mean"] == pytest.approx(92.666667)
+    assert table.loc[("VGAE", "cora", "auc"), "n"] == 3 and table.loc[("SC", "citeseer", "ap"), "mean"] == 90.0
+    # the TeX table has the same cells as the markdown
+    tex = out.with_suffix(".tex").read_text()
+    assert "\\begin{tabular}" in tex and "92.0 ± 1.2" in tex and "80.0" in tex and "GAE*" in tex

@@ -204,7 +204,21 @@ def test_make_table1_smoke(tmp_path, data_root):
     report = (out / "results.md").read_text()
     for row in ("SC", "DW", "GAE*", "VGAE*", "GAE", "VGAE"):
         assert f"| {row} " in report
-    assert Path(out / "results.csv").exists() and Path(out / "results.tex").exists()
+    # one seed per cell: each CSV mean is that run's test number x100, and the TeX has the same cells
+    import pandas as pd
+
+    from vgae_toolkit.report import row_name
+
+    table = pd.read_csv(out / "results.csv").set_index(["row", "dataset", "metric"])
+    tex = (out / "results.tex").read_text()
+    for path in out.glob("*/metrics.json"):
+        metrics = json.loads(path.read_text())
+        row = row_name(metrics["model"], metrics.get("features"))
+        for metric in ("auc", "ap"):
+            cell = table.loc[(row, "cora", metric)]
+            assert cell["n"] == 1 and cell["mean"] == pytest.approx(100 * metrics[f"test_{metric}"]), (row, metric)
+            assert f"{cell['mean']:.1f}" in tex
+    assert len(table) == 2 * 6
 
 
 # -- figures -------------------------------------------------------------------------------------

@@ -261,7 +261,10 @@ def test_active_units_and_kl_per_dimension(trained, digits):
     per_dim = kl_per_dimension(q)
     assert per_dim.shape == (8,)
     torch.testing.assert_close(per_dim.sum(), q.kl().mean())
-    assert 1 <= active_units(q.mu) <= 8
+    # by hand: two rows whose means differ by 1 in dimension 0 only (variance 1/4 there, 0 elsewhere)
+    two = torch.zeros(2, 8)
+    two[1, 0] = 1.0
+    assert active_units(two) == 1 and active_units(two, threshold=0.25) == 0
 
 
 # -- it really learns -----------------------------------------------------------------------
