@@ -6,6 +6,8 @@ are only read, never written: the data folder may be shared and read-only.
 """
 from __future__ import annotations
 
+import csv
+import hashlib
 import logging
 import pickle
 from pathlib import Path
@@ -229,47 +231,60 @@ def load_edgelist(
 ) -> Data:
     """A user's graph from an edge-list file (CSV/TSV) and optional node features.
 
-    Node ids may be any strings or numbers; they are mapped to ``0..N-1`` in order of first
-    appearance (nodes only in the feature file follow). Self-loops and duplicate edges are
-    dropped and reported; a directed list is symmetrised.
+    Node ids are strings, read as written apart from surrounding spaces: ``NA``, ``null`` or
+    ``00`` are ids like any other (``00`` and ``0`` are two nodes). They are mapped to
+    ``0..N-1`` in order of first appearance (nodes only in the feature file follow). An empty
+    id is an error; self-loops and duplicate edges are dropped and reported; a directed list
+    is symmetrised. ``data.source_sha256`` is the SHA-256 of the edge file's bytes followed
+    by the feature file's, so that results can be traced back to the exact files.
 
     Args:
         root: the data root; a relative ``path`` is looked up there, then as given.
         path (str): the edge-list file.
         source, target (str): column names of the edge endpoints.
         sep (str, optional): column separator; ``None`` = tab for ``.tsv``, else comma.
-        features (str, optional): node features, ``.npy`` (rows in node-id order of the
-            mapping, or indexed by integer ids) or ``.csv`` with an id column.
+        features (str, optional): node features, ``.npy`` (row ``i`` holds node id ``i``) or
+            ``.csv`` with an id column; every value must be a finite number.
         feature_id (str, optional): the id column of a CSV feature file (default: first column).
     """
     import pandas as pd
 
     file = _resolve(root, path, "dataset.loader.path")
     sep = sep or ("\t" if file.suffix.lower() in (".tsv", ".tab") else ",")
-    try:
-        frame = pd.read_csv(file, sep=sep, dtype=str, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise DataError(f"edge list {file}: cannot be read as a table ({err})") from err
+    frame = _read_table(file, "edge list", sep)
     for column, key in ((source, "source"), (target, "target")):
         if column not in frame.columns:
             raise DataError(
                 f"edge list {file}: column {column!r} (dataset.loader.{key}) not found; columns are {list(frame.columns)}"
             )
-    frame = frame[[source, target]].dropna()
+    frame = frame[[source, target]]
+    _refuse_empty(frame, "edge list", file, "every edge needs both endpoints")
     if frame.empty:
         raise DataError(f"edge list {file}: no edges")
-    ids = pd.Index(pd.unique(frame[[source, target]].to_numpy().ravel()))
-    x = None
+    ids = pd.Index(pd.unique(frame.to_numpy().ravel()))
+    x, files = None, [file]
     if features:
-        ids, x = _read_features(root, features, ids, feature_id)
+        files.append(_resolve(root, features, "dataset.loader.features"))
+        ids, x = _read_features(files[1], ids, feature_id)
     src = torch.as_tensor(ids.get_indexer(frame[source]), dtype=torch.long)
     dst = torch.as_tensor(ids.get_indexer(frame[target]), dtype=torch.long)
     if (src < 0).any() or (dst < 0).any():
-        raise DataError(f"edge list {file}: some node ids have no row in the feature file {features}")
+        raise DataError(f"edge list {file}: some node ids have no row in the feature file {files[-1]}")
     edge_index, dropped = clean_edges(torch.stack([src, dst]), len(ids))
     log.info("edge list %s: %d nodes, %d undirected edges; dropped %d self-loops and %d duplicates",
              file, len(ids), edge_index.size(1) // 2, dropped["self_loops"], dropped["duplicates"])
-    return Data(x=x, edge_index=edge_index, num_nodes=len(ids), node_ids=list(map(str, ids)))
+    return Data(x=x, edge_index=edge_index, num_nodes=len(ids), node_ids=list(map(str, ids)),
+                source_sha256=file_sha256(*files))
+
+
+def file_sha256(*files: Path) -> str:
+    """Hex SHA-256 of the files' bytes, one after the other."""
+    digest = hashlib.sha256()
+    for file in files:
+        with open(file, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def _resolve(root: str | Path | None, path: str, key: str) -> Path:
@@ -282,40 +297,127 @@ def _resolve(root: str | Path | None, path: str, key: str) -> Path:
     raise DataError(f"{key}: file {path!r} not found (looked in: {', '.join(str(c) for c in candidates)})")
 
 
-def _read_features(root, path: str, ids, id_column: str | None):
+def _read_table(file: Path, what: str, sep: str):
+    """Every cell of a CSV/TSV file as a string without surrounding spaces, indexed by line number.
+
+    No word means "missing" (``NA``, ``None``, ``null`` are ids in a graph), so an empty cell
+    stays an empty string for the caller to refuse. Blank lines hold no data and are dropped,
+    but still counted, so that the index is the line number an editor shows.
+    """
     import pandas as pd
 
-    file = _resolve(root, path, "dataset.loader.features")
-    if file.suffix.lower() == ".npy":
-        try:
-            array = np.load(file, allow_pickle=False)
-        except ValueError as err:
-            raise DataError(f"node features {file}: not a numeric .npy array ({err})") from err
-        if array.ndim != 2:
-            raise DataError(f"node features {file}: expected a 2-D array [nodes, features], got shape {array.shape}")
-        # A .npy file has no id column: row i holds the features of node id i.
-        try:
-            numeric = np.asarray(ids.astype(int))
-        except (TypeError, ValueError) as err:
-            raise DataError(
-                f"node features {file}: a .npy feature file needs integer node ids 0..N-1; "
-                "use a CSV feature file with an id column for other ids"
-            ) from err
-        if numeric.min() < 0 or numeric.max() >= array.shape[0]:
-            raise DataError(f"node features {file}: {array.shape[0]} rows, but node ids reach {numeric.max()}")
-        ids = pd.Index([str(i) for i in range(array.shape[0])])
-        return ids, torch.as_tensor(array, dtype=torch.float)
-    frame = pd.read_csv(file, dtype={id_column: str} if id_column else None)
-    id_column = id_column or frame.columns[0]
-    frame[id_column] = frame[id_column].astype(str)
-    extra = pd.Index(frame[id_column]).difference(ids, sort=False)
-    ids = ids.append(extra)
-    values = frame.set_index(id_column).reindex(ids)
-    if values.isna().any().any():
-        missing = values.index[values.isna().any(axis=1)][:5].tolist()
-        raise DataError(f"node features {file}: no (complete) row for nodes {missing}")
     try:
-        x = torch.as_tensor(values.to_numpy(dtype=np.float32))
-    except ValueError as err:
-        raise DataError(f"node features {file}: non-numeric values ({err})") from err
-    return ids, x
+        frame = pd.read_csv(file, sep=sep, dtype=str, keep_default_na=False, na_filter=False,
+                            skip_blank_lines=False, skipinitialspace=True)
+    except (ValueError, OSError, csv.Error, pd.errors.EmptyDataError) as err:  # parser and decoding errors
+        raise DataError(f"{what} {file}: cannot be read as a table ({type(err).__name__}: {err})") from err
+    frame = frame.apply(lambda column: column.str.strip())
+    frame.index = frame.index + 2  # line 1 is the header
+    return frame[(frame != "").any(axis=1)]
+
+
+def _refuse_empty(frame, what: str, file: Path, why: str) -> None:
+    """A DataError naming the first line with an empty cell in ``frame``, if there is one."""
+    empty = frame == ""
+    rows = empty.any(axis=1)
+    if rows.any():
+        line = rows.idxmax()
+        column = empty.columns[int(empty.loc[line].to_numpy().argmax())]
+        raise DataError(f"{what} {file}, line {line}: the {column!r} cell is empty ({int(rows.sum())} line(s) "
+                        f"with empty cells); {why}")
+
+
+def _read_features(file: Path, ids, id_column: str | None):
+    """The node ids (the edge list's, then any only in ``file``) and their float features."""
+    if file.suffix.lower() == ".npy":
+        return _npy_features(file, ids)
+    return _csv_features(file, ids, id_column)
+
+
+def _npy_features(file: Path, ids):
+    import pandas as pd
+
+    try:
+        array = np.load(file, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(f"node features {file}: not a numeric .npy array ({err})") from err
+    if not isinstance(array, np.ndarray) or array.ndim != 2:
+        shape = getattr(array, "shape", "an archive, not one array")
+        raise DataError(f"node features {file}: expected a 2-D array [nodes, features], got {shape}")
+    # A .npy file has no id column: row i holds the features of node id i, written plainly
+    # (an id such as 00 or +1 would otherwise share a row with 0 or 1).
+    plain = [i for i in ids if not (i.isascii() and i.isdigit() and str(int(i)) == i)]
+    if plain:
+        raise DataError(
+            f"node features {file}: a .npy feature file needs node ids written as 0..N-1, found ids "
+            f"{plain[:5]}; use a CSV feature file with an id column for other ids"
+        )
+    largest = max(int(i) for i in ids)
+    if largest >= array.shape[0]:
+        raise DataError(f"node features {file}: {array.shape[0]} rows, but node ids reach {largest}")
+    x = _finite_floats(file, array, lambda r, c: f"row {r}, column {c}")
+    return pd.Index([str(i) for i in range(array.shape[0])]), x
+
+
+def _csv_features(file: Path, ids, id_column: str | None):
+    frame = _read_table(file, "node features", ",")
+    id_column = id_column or frame.columns[0]
+    if id_column not in frame.columns:
+        raise DataError(f"node features {file}: id column {id_column!r} (dataset.loader.feature_id) not found; "
+                        f"columns are {list(frame.columns)}")
+    names = [c for c in frame.columns if c != id_column]
+    if not names:
+        raise DataError(f"node features {file}: no feature columns besides the id column {id_column!r}")
+    _refuse_empty(frame[[id_column]], "node features", file, "every row needs a node id")
+    repeated = frame[id_column].duplicated(keep=False)
+    if repeated.any():
+        node = frame[id_column][repeated].iloc[0]
+        lines = frame.index[frame[id_column] == node].tolist()
+        raise DataError(f"node features {file}: node id {node!r} has more than one row (lines {lines}); "
+                        "keep one row per node")
+    lines = frame.index.to_series(index=frame[id_column])
+    values = frame.set_index(id_column)[names]
+    ids = ids.append(values.index.difference(ids, sort=False))
+    missing = ids.difference(values.index, sort=False)
+    if len(missing):
+        raise DataError(f"node features {file}: no row for nodes {missing[:5].tolist()} "
+                        f"({len(missing)} node(s) of the edge list)")
+    values = values.reindex(ids)
+
+    def where(r: int, c: int) -> str:
+        return f"line {lines[ids[r]]} (node {ids[r]!r}), column {names[c]!r}"
+
+    return ids, _finite_floats(file, values.to_numpy(), where)
+
+
+def _finite_floats(file: Path, array: np.ndarray, where) -> torch.Tensor:
+    """``array`` as a float32 tensor, or a DataError naming the first cell that is not a finite real number.
+
+    ``where(row, column)`` describes a cell's place in ``file``.
+    """
+    if array.shape[1] == 0:
+        raise DataError(f"node features {file}: no feature columns (shape {array.shape})")
+    if np.iscomplexobj(array):
+        raise DataError(f"node features {file}: complex values ({array.dtype}); features must be real numbers")
+    if array.dtype.kind not in "biufO":
+        raise DataError(f"node features {file}: values of type {array.dtype}; features must be numbers")
+    try:
+        with np.errstate(over="ignore"):  # values beyond float32's range become inf, refused below
+            x = array.astype(np.float32)
+    except (ValueError, TypeError):
+        r, c = next((r, c) for r, c in np.ndindex(*array.shape) if not _is_number(array[r, c]))
+        raise DataError(f"node features {file}, {where(r, c)}: {array[r, c]!r} is not a number") from None
+    bad = ~np.isfinite(x)
+    if bad.any():
+        r, c = (int(i) for i in np.argwhere(bad)[0])
+        raise DataError(f"node features {file}, {where(r, c)}: {array[r, c]!r} is not a finite number "
+                        f"({int(bad.sum())} such value(s)); replace them, e.g. with 0 or a column mean")
+    return torch.from_numpy(x)
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (ValueError, TypeError):
+        return False
+    return True

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DistributedSampler
 
-from vgae_toolkit.errors import DataError
+from vgae_toolkit.errors import ConfigError, DataError
 
 FIX_ROOT = "set paths.data_dir or VGAE_TOOLKIT_DATA to the folder that holds it"
 # IDX type codes (LeCun's format description); payloads are big-endian.
@@ -194,7 +194,7 @@ def load_binarized_mnist(root: str | Path) -> ImageData:
 def _random_split(x: Tensor, y: Tensor | None, test_fraction: float, seed: int, **meta) -> ImageData:
     """A seeded random split holding out ``round(N * test_fraction)`` images (order kept within splits)."""
     if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        raise ConfigError(f"dataset.loader.test_fraction must be in (0, 1), got {test_fraction}")
     n_test = min(max(1, round(len(x) * test_fraction)), len(x) - 1)
     perm = torch.from_numpy(np.random.default_rng(seed).permutation(len(x)))
     train, test = perm[n_test:].sort().values, perm[:n_test].sort().values
@@ -249,16 +249,29 @@ def load_digits_data(test_fraction: float = 0.2, seed: int = 0) -> ImageData:
 
 
 def _scale_images(path: Path, x: np.ndarray) -> np.ndarray:
-    """Maps bool, [0, 1] float or 0..255 (integer or float) values to float32 in [0, 1]."""
+    """Float32 images in [0, 1]; the scale is decided from the values, never guessed.
+
+    Bool and values already in [0, 1] are used as they are (whatever the dtype, so 0/1 masks
+    stay 0/1); whole numbers in 0..255 are divided by 255. Anything else (floats slightly
+    above 1, negative values, values above 255, NaN or inf) is refused: rescaling those
+    silently would change every image.
+    """
     if x.dtype == np.bool_:
         return x.astype(np.float32)
     if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
         raise DataError(f"{path}: images have dtype {x.dtype}; expected numbers in [0, 1] or 0..255")
-    lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
-    if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 0 or hi > 255:
-        raise DataError(f"{path}: image values span [{lo}, {hi}]; expected [0, 1] floats or 0..255 integers")
-    scale = 255.0 if np.issubdtype(x.dtype, np.integer) or hi > 1 else 1.0
-    return x.astype(np.float32) / np.float32(scale)
+    lo, hi = float(x.min()), float(x.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise DataError(f"{path}: image values span [{lo}, {hi}] and include NaN or inf; "
+                        "expected [0, 1] floats or 0..255 integers")
+    if 0 <= lo and hi <= 1:
+        return x.astype(np.float32)
+    whole = np.issubdtype(x.dtype, np.integer) or bool((x == np.round(x)).all())
+    if 0 <= lo and hi <= 255 and whole:
+        return x.astype(np.float32) / np.float32(255)
+    kind = "whole numbers" if whole else f"{x.dtype} values that are not all whole numbers"
+    raise DataError(f"{path}: image values span [{lo}, {hi}] ({kind}); expected floats in [0, 1] or whole "
+                    "numbers in 0..255; rescale the array to one of these ranges before saving it")
 
 
 def _load_arrays(path: Path, what: str) -> dict[str, np.ndarray]:
@@ -271,7 +284,7 @@ def _load_arrays(path: Path, what: str) -> dict[str, np.ndarray]:
             return {"": loaded}
         with loaded:
             return {key: loaded[key] for key in loaded.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as err:
         raise DataError(f"{path}: not a readable .npy/.npz {what} array ({err}); save it with numpy.save") from err
 
 
@@ -289,9 +302,24 @@ def _labels(path: Path, arrays: dict[str, np.ndarray], labels: str | Path | None
         y = _load_arrays(where, "labels").get("")
         if y is None:
             raise DataError(f"{where}: labels must be one .npy array, not a .npz archive")
-    if y is not None and (y.shape != (n,) or not np.issubdtype(y.dtype, np.integer) or (n and y.min() < 0)):
+    return None if y is None else _check_labels(where, y, n)
+
+
+# Labels become one-hot vectors and per-class plots of length max label + 1, so a stray huge
+# value would allocate that much: class numbers must be small and mostly used.
+MAX_CLASSES = 100_000
+
+
+def _check_labels(where, y: np.ndarray, n: int) -> np.ndarray:
+    """``y`` as int64 class numbers 0..K-1, or a DataError saying what was found."""
+    if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
         raise DataError(f"{where}: expected {n} non-negative integer labels, found {y.dtype} array of shape {y.shape}")
-    return None if y is None else y.astype(np.int64)
+    lo, hi, distinct = int(y.min()), int(y.max()), len(np.unique(y))
+    if lo < 0 or hi >= MAX_CLASSES or hi >= 10 * distinct:
+        raise DataError(f"{where}: labels must be class numbers 0..K-1; found values {lo}..{hi} with {distinct} "
+                        f"distinct labels (at most {MAX_CLASSES} classes, and the largest label must be below "
+                        "10 x the number of distinct labels); renumber the classes 0..K-1")
+    return y.astype(np.int64)
 
 
 def load_array(path: str | Path, labels: str | Path | None = None, test_fraction: float = 0.1,
@@ -300,9 +328,10 @@ def load_array(path: str | Path, labels: str | Path | None = None, test_fraction
 
     Args:
         path (str or Path): a ``.npy`` array or a ``.npz`` archive with key ``x`` or ``images``
-            (and optionally ``y`` or ``labels``). Values are [0, 1] floats or 0..255 integers.
+            (and optionally ``y`` or ``labels``), at least 2 images. Values in [0, 1] are used as
+            they are, whole numbers in 0..255 are divided by 255; anything else is refused.
         labels (str or Path, optional): a key of the ``.npz`` archive, or a ``.npy`` file of
-            ``N`` integer labels. (default: ``None``)
+            ``N`` integer class numbers 0..K-1. (default: ``None``)
         test_fraction (float, optional): share of images held out for testing. (default: ``0.1``)
         seed (int, optional): seed of the split permutation. (default: ``0``)
     """
@@ -313,6 +342,8 @@ def load_array(path: str | Path, labels: str | Path | None = None, test_fraction
         raise DataError(f"{path}: no 'x' or 'images' array in the archive (keys {list(arrays)}); rename it")
     if x.ndim != 3 or min(x.shape) == 0:
         raise DataError(f"{path}: expected images of shape N x H x W, found shape {x.shape}; reshape before saving")
+    if len(x) < 2:  # one image cannot be split into a training and a test set
+        raise DataError(f"{path}: holds {len(x)} image; at least 2 are needed (one to train on, one to test)")
     y = _labels(path, arrays, labels, len(x))
     images = torch.from_numpy(_scale_images(path, x).reshape(len(x), -1))  # [N, H * W]
     return _random_split(images, None if y is None else torch.from_numpy(y), test_fraction, seed,

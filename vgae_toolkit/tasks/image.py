@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from vgae_toolkit.data.images import BINARIZE_MODES, ImageBatches, ImageData
+from vgae_toolkit.data.images import BINARIZE_MODES, MAX_CLASSES, ImageBatches, ImageData
 from vgae_toolkit.data.images import binarize as binarize_images
 from vgae_toolkit.errors import ConfigError, DataError
 from vgae_toolkit.metrics import active_units, elbo, importance_weighted_log_likelihood, kl_per_dimension
@@ -47,6 +47,22 @@ def hold_out(num: int, val_size: float | int, seed: int) -> tuple[Tensor, Tensor
         raise ConfigError(f"dataset.val_size={val_size} leaves no training images out of {num}")
     perm = torch.from_numpy(np.random.default_rng(seed).permutation(num))
     return perm[count:].sort().values, perm[:count].sort().values
+
+
+def check_classes(data: ImageData) -> None:
+    """Every label is a class number below ``data.num_classes``, as the one-hot inputs and plots need.
+
+    Loaders check their files; this catches data built elsewhere, before a label outside the
+    classes fails deep in training or a huge ``num_classes`` allocates a plot of that width.
+    """
+    k = data.num_classes
+    if k is None or not 1 <= k <= MAX_CLASSES:
+        raise DataError(f"dataset {data.name}: a conditional model needs 1..{MAX_CLASSES} classes, got {k}")
+    for split in ("train", "valid", "test"):
+        y = getattr(data, f"{split}_y")
+        if y is not None and len(y) and (int(y.min()) < 0 or int(y.max()) >= k):
+            raise DataError(f"dataset {data.name}: {split} labels span {int(y.min())}..{int(y.max())}, "
+                            f"but the dataset has {k} classes (0..{k - 1})")
 
 
 class ImageDensityTask:
@@ -78,6 +94,8 @@ class ImageDensityTask:
             raise ConfigError("dataset.batch_size must be >= 1 and dataset.iw_samples >= 0")
         if conditional and data.train_y is None:
             raise ConfigError(f"a conditional model needs labels, but dataset {data.name} has none")
+        if conditional:
+            check_classes(data)
         self.data, self.conditional, self.batch_size, self.binarize = data, conditional, batch_size, binarize
         self.track_test, self.iw_samples, self.batch_seed = track_test, iw_samples, batch_seed
         x, y = data.train_x, data.train_y
