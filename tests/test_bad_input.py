@@ -17,8 +17,8 @@ def run_fails(tmp_path, error, match, *overrides):
 
 
 @pytest.mark.parametrize("overrides, match", [
-    (["model.latent=0"], "model.hidden and model.latent must be positive"),
-    (["model=vae", "dataset=digits", "model.latent_dim=0"], "model.latent_dim and model.hidden must be positive"),
+    (["model.latent=0"], r"model\.latent: expected an integer in \[1, 65536\], got 0"),
+    (["model=vae", "dataset=digits", "model.latent_dim=0"], r"model\.latent_dim: expected an integer in \[1, 65536\], got 0"),
     (["split.val_frac=0.6", "split.test_frac=0.5"], "sum below 1"),
     (["model.recon=full"], "model.recon: expected"),
 ])

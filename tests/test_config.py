@@ -77,7 +77,7 @@ def test_featureless_and_best_epoch_selection(tmp_path):
 
 def test_non_finite_loss_stops_with_a_record(tmp_path):
     with pytest.raises(TrainingError, match="non-finite loss .* at epoch 1"):
-        small_run(tmp_path, "nan", "model.kl_weight=nan")
+        small_run(tmp_path, "nan", "model.kl_weight=1e308")
     record = json.loads((tmp_path / "nan" / "metrics.json").read_text())
     assert record["status"] == "failed" and "non-finite" in record["error"]
 

@@ -1,6 +1,4 @@
 """Command line: ``python -m vgae_toolkit model=vgae dataset=cora`` (Hydra overrides)."""
-import sys
-
 from vgae_toolkit.process import enable_huge_pages
 
 enable_huge_pages()  # before torch is first imported, when PyTorch reads the setting (vgae_toolkit/process.py)
@@ -10,6 +8,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 from vgae_toolkit.distributed import command_line  # noqa: E402
 from vgae_toolkit.errors import ToolkitError  # noqa: E402
+from vgae_toolkit.hydra_checks import fail  # noqa: E402
 from vgae_toolkit.run import run  # noqa: E402
 
 
@@ -18,8 +17,7 @@ def main(cfg: DictConfig) -> None:
     try:
         run(cfg)
     except ToolkitError as err:  # a named, expected failure: one line, no traceback
-        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
-        sys.exit(2)
+        fail(err)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ BUILDERS: frozenset[str] = frozenset({
     # fits
     "vgae_toolkit.trainer.Trainer",
     "vgae_toolkit.fit.ClosedFormFit",
+    # the command line's checks before Hydra creates a run folder (conf/config.yaml, hydra.callbacks)
+    "vgae_toolkit.hydra_checks.PreflightCallback",
 })
 
 

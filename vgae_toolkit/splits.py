@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vgae_toolkit.errors import ConfigError
+from vgae_toolkit.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -93,10 +93,14 @@ def _sorted(pairs: Tensor, num_nodes: int) -> Tensor:
 
 def sample_non_edges(forbidden_keys: Tensor, num_nodes: int, count: int, rng: np.random.Generator) -> Tensor:
     """``count`` distinct node pairs (``row < col``) whose keys are not in ``forbidden_keys``."""
-    max_pairs = num_nodes * (num_nodes - 1) // 2
-    if count > max_pairs - forbidden_keys.numel():
-        raise ConfigError(f"split: the graph has too few non-edges to sample {count} negatives")
     forbidden = np.unique(forbidden_keys.numpy())
+    available = num_nodes * (num_nodes - 1) // 2 - forbidden.size
+    if count > available:  # distinct pairs: the draws below could never finish
+        raise ConfigError(
+            f"split: the graph has too few non-edges for the {count} validation and test negatives: {num_nodes} "
+            f"nodes and {forbidden.size} edges leave {available} non-edge{'s' * (available != 1)}; hold out fewer "
+            "edges (split.val_frac, split.test_frac) or use a sparser graph"
+        )
     chosen = np.empty(0, dtype=np.int64)
     while chosen.size < count:
         need = count - chosen.size
@@ -198,8 +202,13 @@ class NegativeSampler:
             loops = torch.arange(n) * (n + 1)
             self.table = torch.zeros(n * n, dtype=torch.bool)
             self.table[torch.cat([train_pos[0] * n + train_pos[1], train_pos[1] * n + train_pos[0], loops])] = True
+            edge_keys = torch.unique(pair_keys(train_pos, n))
         else:
             self.forbidden = KeySet(pair_keys(train_pos, n))
+            edge_keys = self.forbidden.keys
+        # pairs a negative may be: without one, rejection sampling would never finish
+        self.num_pairs = n * (n - 1) // 2
+        self.num_allowed = self.num_pairs - int((edge_keys // n != edge_keys % n).sum())
 
     def _rejected(self, pairs: Tensor) -> Tensor:
         if self.table is not None:
@@ -207,6 +216,14 @@ class NegativeSampler:
         return (pairs[0] == pairs[1]) | self.forbidden.contains(pair_keys(pairs, self.num_nodes))
 
     def __call__(self, count: int) -> Tensor:
+        if count <= 0:
+            return torch.empty(2, 0, dtype=torch.long)
+        if self.num_allowed == 0:  # pairs repeat, so any count works with one allowed pair
+            raise DataError(
+                f"the training graph has too few non-edges for the {count} requested negatives: all "
+                f"{self.num_pairs} node pairs of its {self.num_nodes} nodes are training edges; use "
+                "model.recon=dense, which needs no negatives"
+            )
         return self._ordered(count) if self.ordered else self._in_draw_order(count)
 
     def _ordered(self, count: int) -> Tensor:
