@@ -182,8 +182,8 @@ def test_skip_finished_returns_a_finished_run_of_the_same_config(tmp_path, monke
     assert again == json.loads((tmp_path / "metrics.json").read_text()) and again["test_auc"] == first["test_auc"]
     assert (tmp_path / "metrics.json").stat().st_mtime_ns == stamp
 
-    changed = run(compose_cfg(*small[:-2], "trainer.epochs=4", "skip_finished=true"), tmp_path)
-    assert len(changed["history"]) == 4  # another config in the same folder is not a finished run of it
+    with pytest.raises(ConfigError, match="trainer.epochs: 3 -> 4"):  # never overwrite a finished run of another config
+        run(compose_cfg(*small[:-2], "trainer.epochs=4", "skip_finished=true"), tmp_path)
     rerun = run(compose_cfg(*small[:-1], "skip_finished=false"), tmp_path)
     assert len(rerun["history"]) == 3  # the default: always train
 

@@ -1,7 +1,8 @@
 """Checkpoints that load without executing code, written atomically.
 
 A checkpoint is a plain dict of tensors, strings and numbers: the model's ``state_dict``,
-the resolved config as YAML and the metrics at save time. It is loaded with
+the resolved config as YAML and the metrics at save time; the ``last.pt`` of an interrupted run
+also holds what resuming it needs (optimiser state, random streams) under ``"resume"``. It is loaded with
 ``torch.load(..., weights_only=True)``, which refuses any pickled object that is not
 plain data, so a crafted file cannot run code.
 """
@@ -33,8 +34,14 @@ def atomic_save(obj, path: str | Path) -> Path:
     return path
 
 
-def save_checkpoint(path: str | Path, model: nn.Module | dict, cfg: DictConfig, metrics: dict | None = None) -> Path:
-    """Save weights (a model or its ``state_dict``), the resolved config and metrics atomically."""
+def save_checkpoint(path: str | Path, model: nn.Module | dict, cfg: DictConfig, metrics: dict | None = None,
+                    resume: dict | None = None) -> Path:
+    """Save weights (a model or its ``state_dict``), the resolved config and metrics atomically.
+
+    Args:
+        resume (dict, optional): an interrupted fit's state (:func:`vgae_toolkit.interrupt.training_state`),
+            stored under ``"resume"``: tensors, numbers, strings, lists and dicts only.
+    """
     state = model.state_dict() if isinstance(model, nn.Module) else model
     payload = {
         "format": FORMAT_VERSION,
@@ -42,11 +49,14 @@ def save_checkpoint(path: str | Path, model: nn.Module | dict, cfg: DictConfig, 
         "config": OmegaConf.to_yaml(cfg, resolve=True),
         "metrics": _plain(metrics or {}),
     }
+    if resume is not None:
+        payload["resume"] = resume
     return atomic_save(payload, path)
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint safely; returns ``{"state_dict", "config" (DictConfig), "metrics"}``.
+    """Load a checkpoint safely; returns ``{"state_dict", "config" (DictConfig), "metrics"}``, and
+    ``"resume"`` (a dict) for the ``last.pt`` of an interrupted run.
 
     Raises:
         DataError: the file is missing, truncated, not a checkpoint, or holds anything but plain data.
@@ -71,7 +81,10 @@ def load_checkpoint(path: str | Path) -> dict:
         raise DataError(f"checkpoint {path}: its stored config cannot be parsed ({str(err)[:300]})") from err
     if not isinstance(config, DictConfig):
         raise DataError(f"checkpoint {path}: its stored config is not a mapping of YAML text")
-    return {"state_dict": payload["state_dict"], "config": config, "metrics": payload.get("metrics", {})}
+    loaded = {"state_dict": payload["state_dict"], "config": config, "metrics": payload.get("metrics", {})}
+    if isinstance(payload.get("resume"), dict):
+        loaded["resume"] = payload["resume"]
+    return loaded
 
 
 def _plain(value):

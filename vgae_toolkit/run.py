@@ -6,9 +6,12 @@ import logging
 import os
 import platform
 import random
+import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -17,18 +20,20 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import vgae_toolkit
-from vgae_toolkit import distributed
+from vgae_toolkit import distributed, interrupt
 from vgae_toolkit.checkpoint import save_checkpoint
 from vgae_toolkit.errors import ConfigError, ToolkitError, TrainingError
+from vgae_toolkit.run_folder import folder_verdict, interrupted_state
 from vgae_toolkit.plots import plot_history
 from vgae_toolkit.process import huge_pages_enabled
+from vgae_toolkit.schema import validate
 
 log = logging.getLogger(__name__)
 
 # Keys of a model config that describe it rather than being constructor arguments.
 MODEL_META_KEYS = ("name", "kind")
 # Keys of a trainer config that run() itself uses: where the model and data live.
-TRAINER_RUN_KEYS = ("device",)
+TRAINER_RUN_KEYS = ("device", "resume")
 
 
 def seed_everything(seed: int) -> None:
@@ -114,16 +119,6 @@ def ensure_writable(out: Path) -> None:
         ) from err
 
 
-def finished_run(out: Path, cfg: DictConfig) -> dict | None:
-    """The metrics of a complete run of the same config in ``out``, else ``None``."""
-    try:
-        metrics = json.loads((out / "metrics.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    same = metrics.get("config") == OmegaConf.to_container(cfg, resolve=True)
-    return metrics if metrics.get("status") == "complete" and same else None
-
-
 def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     """Train and evaluate one model; returns what it writes to ``metrics.json``.
 
@@ -135,6 +130,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         cfg (DictConfig): a composed config (``conf/config.yaml`` and its groups).
         output_dir (str or Path, optional): the run directory; defaults to Hydra's.
     """
+    validate(cfg)  # types and ranges first: nothing is built or allocated for a config that cannot work
     ctx = distributed.setup(cfg.trainer.get("device", "cpu"))  # a closed-form fit runs on the CPU
     if output_dir is None:
         from hydra.core.hydra_config import HydraConfig
@@ -144,30 +140,68 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     if ctx.is_main:
         ensure_writable(out)
     check_compatible(cfg)
-    finished = distributed.broadcast(finished_run(out, cfg) if ctx.is_main and cfg.get("skip_finished") else None)
-    if finished is not None:  # every process skips, or none does
+    verdict = distributed.broadcast(folder_verdict(out, cfg) if ctx.is_main else None)
+    if verdict is not None and verdict[0] == "refuse":  # every process refuses, or none does
+        raise ConfigError(verdict[1])
+    if verdict is not None:  # every process skips, or none does
         log.info("%s already holds a finished run of this config: skipped", out)
-        return finished
+        return verdict[1]
+    resume = interrupted_state(out, cfg) if ctx.is_main and cfg.trainer.get("resume", False) else None
+    resume = distributed.broadcast(resume)
+    identity = {"model": cfg.model.name, "dataset": cfg.dataset.name, "seed": int(cfg.seed)}
     start = time.perf_counter()
+    built: dict = {}  # what exists so far: saved if a second signal abandons the run
+    with interrupt.catch_signals():
+        try:
+            fit = train(cfg, ctx, out, identity, resume, built)
+            if not fit.interrupted:
+                metrics = finish(cfg, ctx, out, identity, built["task"], built["model"], fit, start)
+        except KeyboardInterrupt:  # asked twice: the step in progress was abandoned
+            fit = getattr(built.get("trainer"), "current", None)
+            stop_run(cfg, ctx, out, identity, built.get("model"), fit, abandoned=True)
+        if fit.interrupted:
+            stop_run(cfg, ctx, out, identity, built["model"], fit)
+        if interrupt.received():  # asked to stop after the last epoch: the run is complete, stop the sweep
+            print(f"stopped by {signal.Signals(interrupt.received()).name} after the run finished; results in {out}",
+                  file=sys.stderr)
+            raise SystemExit(interrupt.EXIT_CODES[interrupt.received()])
+    return metrics
+
+
+def train(cfg: DictConfig, ctx: distributed.Context, out: Path, identity: dict, resume: dict | None, built: dict):
+    """Builds the task, model and trainer (into ``built``) and fits; returns the ``FitResult``."""
     seed_everything(cfg.seed)
-    task = TASK_BUILDERS[cfg.dataset.kind](cfg).to(ctx.device)
-    model = build_model(cfg.model, task).to(ctx.device)
+    task = built["task"] = TASK_BUILDERS[cfg.dataset.kind](cfg).to(ctx.device)
+    absent = task.splits_absent() if hasattr(task, "splits_absent") else []
+    if "val" in absent and cfg.trainer.get("select", "last") == "best":
+        raise ConfigError("trainer.select=best picks the epoch by its validation numbers, but split.val_frac=0 "
+                          "leaves no validation split: use trainer.select=last or split.val_frac > 0")
+    model = built["model"] = build_model(cfg.model, task).to(ctx.device)
     # monitor=auto: the task names its main validation metric (link AP, image ELBO)
     auto = {"monitor": task.primary_metric} if cfg.trainer.get("monitor") == "auto" else {}
     trainer_kwargs = {k: v for k, v in cfg.trainer.items() if k not in TRAINER_RUN_KEYS}
-    trainer = build(trainer_kwargs, "trainer", callbacks=task.callbacks(model), **auto)
-    identity = {"model": cfg.model.name, "dataset": cfg.dataset.name, "seed": int(cfg.seed)}
+    trainer = built["trainer"] = build(trainer_kwargs, "trainer", callbacks=task.callbacks(model), **auto)
+    evaluate = None if "val" in absent else (lambda m: task.evaluate(m, "val"))  # no validation: no monitoring
+    if resume is not None and isinstance(getattr(task, "history", None), list):  # a task's own curves go on
+        task.history.extend(resume["history"])
     try:
         batches = task.train_batches(model, rank=ctx.rank, world_size=ctx.world_size)
-        fit = trainer.fit(model, batches, evaluate=lambda m: task.evaluate(m, "val"))
+        fit = trainer.fit(model, batches, evaluate=evaluate, **({"resume": resume} if resume is not None else {}))
     except TrainingError as err:  # keep a record of what happened; a re-run retries this job
         if ctx.is_main:
             write_json(out / "metrics.json", {"status": "failed", **identity, "error": str(err),
                                               "history": err.history})
         raise
+    return fit
+
+
+def finish(cfg: DictConfig, ctx: distributed.Context, out: Path, identity: dict, task, model, fit,
+           start: float) -> dict:
+    """Tests the selected model and writes the run directory (rank 0); returns the metrics."""
     if not ctx.is_main:  # rank 0 tests and writes for all
         return {**identity, "rank": ctx.rank, **{k: v for k, v in fit.selected.items() if k.startswith("val_")}}
-    test = task.evaluate(model, "test")  # the only time the test split is touched
+    absent = task.splits_absent() if hasattr(task, "splits_absent") else []
+    test = {} if "test" in absent else task.evaluate(model, "test")  # the only time the test split is touched
     metrics = {
         "status": "complete",
         **identity,
@@ -175,6 +209,8 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         **(model.describe() if hasattr(model, "describe") else {}),
         "selected_epoch": fit.selected_epoch,
         "select": cfg.trainer.get("select", "last"),
+        "splits_absent": absent,
+        **{f"{split}_{name}": None for split in absent for name in getattr(task, "metric_names", ())},
         **{k: v for k, v in fit.selected.items() if k.startswith("val_")},
         **test,
         "train_seconds": fit.train_seconds,
@@ -191,10 +227,36 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     plot_history(fit.history, out / "curves.png", title=f"{cfg.model.name} on {cfg.dataset.name} (seed {cfg.seed})")
     task.artefacts(model, out)
     summary = {k: v for k, v in metrics.items() if k not in ("history", "config")}
-    save_checkpoint(out / "last.pt", fit.last_state or model.state_dict(), cfg, summary)
-    if fit.best_state is not None:
-        save_checkpoint(out / "best.pt", fit.best_state, cfg, {**summary, "best_epoch": fit.best_epoch})
-    write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
+    with interrupt.shielded():  # the files are written whole, whatever signal comes
+        save_checkpoint(out / "last.pt", fit.last_state or model.state_dict(), cfg, summary)
+        if fit.best_state is not None:
+            save_checkpoint(out / "best.pt", fit.best_state, cfg, {**summary, "best_epoch": fit.best_epoch})
+        write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
     log.info("%s on %s, seed %d: %s (epoch %d), %.1f s", cfg.model.name, cfg.dataset.name, cfg.seed,
              ", ".join(f"{k} {v:.4f}" for k, v in test.items()), fit.selected_epoch, metrics["wall_seconds"])
     return metrics
+
+
+def stop_run(cfg: DictConfig, ctx: distributed.Context, out: Path, identity: dict, model, fit,
+             abandoned: bool = False) -> NoReturn:
+    """Saves an interrupted run (rank 0: ``last.pt``, ``metrics.json``), says so in one line and exits.
+
+    The exit status is the shell's for the signal: 130 for SIGINT, 143 for SIGTERM.
+    """
+    signum = interrupt.received() or signal.SIGINT  # a KeyboardInterrupt raised without a signal counts as one
+    name = signal.Signals(signum).name
+    resume = None if abandoned or fit is None else fit.resume
+    epoch = fit.epochs_done if fit is not None else 0
+    if ctx.is_main:
+        with interrupt.shielded():
+            if model is not None:
+                save_checkpoint(out / "last.pt", model.state_dict(), cfg,
+                                {"status": "interrupted", **identity, "epoch": epoch}, resume=resume)
+            write_json(out / "metrics.json", {
+                "status": "interrupted", **identity, "signal": name, "epoch": epoch,
+                "epochs": cfg.trainer.get("epochs"), "resumable": resume is not None,
+                "config": OmegaConf.to_container(cfg, resolve=True), "history": fit.history if fit else []})
+        then = "run it again into the same folder to resume" if resume is not None else "a re-run starts afresh"
+        print(f"interrupted by {name} after epoch {epoch}: {'state' if resume else 'weights'} saved in "
+              f"{out / 'last.pt'}; {then}", file=sys.stderr)
+    raise SystemExit(interrupt.EXIT_CODES[signum])

@@ -10,6 +10,9 @@ The model and batches may live on any device; the trainer follows them. When sev
 train together (:mod:`vgae_toolkit.distributed`), each batch is that process's share of the work:
 gradients and loss terms are averaged over processes after every backward pass, and the
 validation numbers of rank 0 decide for all, so every process keeps the same weights.
+
+A stop request (SIGINT or SIGTERM, :mod:`vgae_toolkit.interrupt`) ends a fit after its current step
+with the state to continue from; the batches object may carry its own position (``state_dict()``).
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from vgae_toolkit import distributed
+from vgae_toolkit import distributed, interrupt
 from vgae_toolkit.errors import ConfigError, TrainingError
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}
@@ -40,7 +43,16 @@ class FitResult:
     train_seconds: float = 0.0
     best_epoch: int = 0
     best_state: dict | None = None  # weights at the best ``monitor`` value
+    best_score: float = -math.inf
+    best_record: dict | None = None
     last_state: dict | None = None  # weights after the last epoch
+    # Where the fit is: epochs done, then steps, loss sums and batch count of the open epoch.
+    epochs_done: int = 0
+    step: int = 0
+    sums: dict[str, float] = field(default_factory=dict)
+    count: int = 0
+    interrupted: bool = False  # stopped on request before the last epoch
+    resume: dict | None = None  # an interrupted fit's state to continue from (weights apart)
 
 
 def make_optimizer(cls: type[torch.optim.Optimizer], model: nn.Module, **kwargs) -> torch.optim.Optimizer:
@@ -100,25 +112,40 @@ class Trainer:
         self.select, self.monitor, self.eval_every = select, monitor, eval_every
         self.progress = progress
         self.callbacks = list(callbacks or [])
+        self.current: FitResult | None = None  # the fit in progress (where an abandoned one got to)
 
     def fit(
         self,
         model: nn.Module,
         batches: Iterable[Any],
         evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+        resume: dict | None = None,
     ) -> FitResult:
+        """Trains for ``epochs``; a stop request (:mod:`vgae_toolkit.interrupt`) ends it after a step.
+
+        Args:
+            resume (dict, optional): an interrupted fit's :func:`~vgae_toolkit.interrupt.training_state`
+                with its weights under ``"model"``: the fit continues from there.
+        """
         distributed.broadcast_parameters(model)  # several processes start from rank 0's weights
         opt = make_optimizer(self.optimizer_cls, model, lr=self.lr, weight_decay=self.weight_decay)
-        result = FitResult()
-        best_score = -math.inf
-        start = time.perf_counter()
+        result = self.current = FitResult()
+        if resume is not None:
+            interrupt.restore(resume, model, opt, batches, result)
+        start = time.perf_counter() - result.train_seconds
+        size = len(batches) if hasattr(batches, "__len__") else None  # steps per epoch, where known
         show = self.progress and distributed.get_rank() == 0
-        bar = tqdm(range(1, self.epochs + 1), disable=not show, desc="train", leave=False, mininterval=0.5)
+        bar = tqdm(range(result.epochs_done + 1, self.epochs + 1), disable=not show, desc="train", leave=False,
+                   mininterval=0.5, initial=result.epochs_done, total=self.epochs)
         for epoch in bar:
+            epoch_start = interrupt.batches_state(batches)  # an interrupted epoch is replayed from here
+            if interrupt.stop_requested():
+                result.interrupted = True
+                break
             model.train()
-            sums: dict[str, float] = {}
-            count = 0
-            for batch in batches:
+            for index, batch in enumerate(batches):
+                if index < result.step:  # taken before an interruption: skipped, the stream replayed
+                    continue
                 opt.zero_grad(set_to_none=True)
                 out = model.loss(batch)
                 out["loss"].backward()
@@ -132,9 +159,14 @@ class Trainer:
                     )
                 opt.step()
                 for key, value in values.items():
-                    sums[key] = sums.get(key, 0.0) + value
-                count += 1
-            record = {"epoch": epoch, **{f"train_{k}": v / max(count, 1) for k, v in sums.items()}}
+                    result.sums[key] = result.sums.get(key, 0.0) + value
+                result.count, result.step = result.count + 1, result.step + 1
+                if index + 1 != size and interrupt.stop_requested():  # at an epoch's end: stop after it
+                    result.interrupted = True
+                    break
+            if result.interrupted:
+                break
+            record = {"epoch": epoch, **{f"train_{k}": v / max(result.count, 1) for k, v in result.sums.items()}}
             if evaluate is not None and (epoch % self.eval_every == 0 or epoch == self.epochs):
                 model.eval()
                 with torch.no_grad():
@@ -143,21 +175,25 @@ class Trainer:
                     keys = sorted(k for k in record if k.startswith("val_"))
                     raise ConfigError(f"trainer.monitor={self.monitor} is not a validation metric of this run; "
                                       f"expected one of {keys} (or auto)")
-                if record.get(self.monitor, -math.inf) > best_score:
-                    best_score = record[self.monitor]
+                if record.get(self.monitor, -math.inf) > result.best_score:
+                    result.best_score = record[self.monitor]
                     result.best_state = copy.deepcopy(model.state_dict())
-                    result.best_epoch, best_record = epoch, dict(record)
+                    result.best_epoch, result.best_record = epoch, dict(record)
             result.history.append(record)
             if show:
                 bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"}, refresh=False)
             for callback in self.callbacks:
                 callback(epoch, record, model)
+            result.epochs_done, result.step, result.count, result.sums = epoch, 0, 0, {}
         bar.close()
+        result.train_seconds = time.perf_counter() - start
+        if result.interrupted:
+            result.resume = interrupt.training_state(opt, result, epoch_start)
+            return result
         result.last_state = copy.deepcopy(model.state_dict())
         if self.select == "best" and result.best_state is not None:
             model.load_state_dict(result.best_state)
-            result.selected_epoch, result.selected = result.best_epoch, best_record
+            result.selected_epoch, result.selected = result.best_epoch, result.best_record
         else:
             result.selected_epoch, result.selected = self.epochs, dict(result.history[-1])
-        result.train_seconds = time.perf_counter() - start
         return result

@@ -40,6 +40,16 @@ class TrainEpochs:
                  part: tuple[int, int] = (0, 1)) -> None:
         self.batch, self.sampler, self.ratio, self.part = batch, sampler, negatives_per_positive, part
 
+    def __len__(self) -> int:
+        return 1
+
+    def state_dict(self) -> dict:
+        """The negative sampler's stream: an interrupted run resumes with the same negatives."""
+        return {"sampler_generator": self.sampler.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.generator.set_state(state["sampler_generator"])
+
     def __iter__(self) -> Iterator[GraphBatch]:
         neg = self.sampler(self.ratio * self.batch.pos.size(1)).to(self.batch.pos.device) if self.ratio else None
         yield self.batch.with_negatives(neg, self.part, ordered=self.sampler.ordered)
@@ -86,6 +96,12 @@ class LinkPredictionTask:
         """Every process encodes the whole graph and scores its share of the pairs (see ``GraphBatch.part``)."""
         return TrainEpochs(self.batch, self.sampler, model.negatives_per_positive, part=(rank, world_size))
 
+    metric_names = ("auc", "ap")  # what evaluate() reports per split
+
+    def splits_absent(self) -> list[str]:
+        """Held-out splits without pairs (``split.val_frac=0`` or ``split.test_frac=0``)."""
+        return [split for split in ("val", "test") if getattr(self.split, f"{split}_pos").size(1) == 0]
+
     def scores(self, model: nn.Module, split: str) -> tuple[Tensor, Tensor]:
         """Logits of the ``split`` (val or test) positives and negatives; encoder on train edges."""
         pos, neg = getattr(self.split, f"{split}_pos"), getattr(self.split, f"{split}_neg")
@@ -95,6 +111,9 @@ class LinkPredictionTask:
         return logits[: pos.size(1)], logits[pos.size(1):]
 
     def evaluate(self, model: nn.Module, split: str = "val") -> dict[str, float]:
+        """``{"<split>_auc", "<split>_ap"}``; empty when the split has no pairs (nothing to score)."""
+        if split in self.splits_absent():
+            return {}
         pos, neg = self.scores(model, split)
         return {f"{split}_{k}": v for k, v in link_scores(pos, neg).items()}
 
@@ -104,6 +123,8 @@ class LinkPredictionTask:
             "num_edges": int(self.data.edge_index.size(1) // 2),
             "features": self.x is not None,
             "split_sizes": self.split.sizes(),
+            # the graph file's identity, where the loader read one (reports group by it, predict checks it)
+            "data_sha256": getattr(self.data, "source_sha256", None),
         }
 
     def embed(self, model: nn.Module) -> dict[str, Tensor]:
