@@ -4,12 +4,18 @@ Loads ``best.pt`` (or ``last.pt``) from a run directory with ``weights_only`` lo
 rebuilds the data and the model from the config saved inside the checkpoint, and writes
 what the task exports (node embeddings for graphs; latent codes and samples for images)
 as ``.npy`` files. With ``--pairs`` (a CSV/TSV whose first two columns are node ids) it
-writes link probabilities for those pairs.
+writes link probabilities for those pairs to ``scores.csv`` (``source,target,probability``).
+
+Every row of a pairs file is a pair of ids, read as strings exactly as written (``NA``, ``null``
+or ``#1`` are ids like any other); a first row of exactly ``source,target`` (the edge-list
+loader's default column names) or any first row under ``--header`` is a header.
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +49,7 @@ def load_run(run_dir: str | Path, *, which: str = "best", data_dir: str | None =
     except OmegaConfBaseException as err:  # not a run's config: a key missing or misshapen
         raise ConfigError(f"checkpoint {path}: stored config is not a run's config ({err})") from err
     task = TASK_BUILDERS[cfg.dataset.kind](cfg)
+    warn_if_data_changed(task, ckpt.get("metrics") or {}, path)  # before the weights, which may not fit then
     model = build_model(cfg.model, task)
     try:
         model.load_state_dict(ckpt["state_dict"])
@@ -52,19 +59,96 @@ def load_run(run_dir: str | Path, *, which: str = "best", data_dir: str | None =
     return task, model, ckpt
 
 
-def read_pairs(path: Path) -> list[tuple[str, str]]:
-    import pandas as pd
+class GraphChangedWarning(UserWarning):
+    """The graph file a run was trained on has changed since: its split and node ids may differ."""
 
+
+def warn_if_data_changed(task, metrics: dict, path: Path) -> None:
+    """Warns when the rebuilt task's data hash differs from the one the run recorded.
+
+    Args:
+        task: the rebuilt task; its ``data.source_sha256`` is set by loaders that read a file.
+        metrics (dict): the checkpoint's metrics, with ``data_sha256`` when the run recorded one.
+        path (Path): the checkpoint, named in the message.
+    """
+    recorded = metrics.get("data_sha256") if isinstance(metrics, dict) else None
+    current = getattr(getattr(task, "data", None), "source_sha256", None)
+    if recorded and current and recorded != current:
+        warnings.warn(f"checkpoint {path}: the graph file changed since training (sha256 {recorded[:12]}... then, "
+                      f"{current[:12]}... now): the split and node ids may not match the run's",
+                      GraphChangedWarning, stacklevel=3)
+
+
+# The header a pairs file may start with: the edge-list loader's default column names.
+PAIRS_HEADER = ("source", "target")
+
+
+def read_pairs(path: Path, *, header: bool = False) -> list[tuple[str, str]]:
+    """Node-id pairs from the first two columns of a CSV (or ``.tsv``/``.tab``) file.
+
+    Ids are strings as written (stripped of surrounding spaces); blank lines are skipped.
+
+    Args:
+        path (Path): the pairs file.
+        header (bool): the first row is a header whatever it holds; otherwise only a first row
+            of exactly ``source,target`` is. (default: ``False``)
+    """
     sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    pairs = []
     try:
-        frame = pd.read_csv(path, sep=sep, dtype=str, header=None, comment="#")
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise DataError(f"pairs file {path}: cannot be read ({err})") from err
-    if frame.shape[1] < 2:
-        raise DataError(f"pairs file {path}: expected two columns of node ids, got {frame.shape[1]}")
-    if not frame.iloc[0, 0].strip().lstrip("-").isdigit() and frame.iloc[0, 0] in ("source", "src", "u", "node1"):
-        frame = frame.iloc[1:]  # a header row
-    return [(a.strip(), b.strip()) for a, b in zip(frame[0], frame[1])]
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle, delimiter=sep)
+            first = True
+            for row in reader:
+                if not row:
+                    continue
+                cells = [cell.strip() for cell in row]
+                if first:
+                    first = False
+                    if header or tuple(cells[:2]) == PAIRS_HEADER:
+                        continue
+                pairs.append(_pair(cells, path, reader.line_num))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"pairs file {path}: cannot be read as {'TSV' if sep != ',' else 'CSV'} ({err})") from err
+    if not pairs:
+        raise DataError(f"pairs file {path}: no pairs (expected rows of two node ids)")
+    return pairs
+
+
+def _pair(cells: list[str], path: Path, line: int) -> tuple[str, str]:
+    if len(cells) < 2:
+        raise DataError(f"pairs file {path}, line {line}: expected two columns of node ids, got {len(cells)}")
+    if not cells[0] or not cells[1]:
+        raise DataError(f"pairs file {path}, line {line}: empty node id in {cells[:2]}; expected two node ids")
+    return cells[0], cells[1]
+
+
+def write_scores(path: Path, ids: list[tuple[str, str]], probs: list[float]) -> None:
+    """``source,target,probability`` rows, quoted where an id holds a comma, quote or newline."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["source", "target", "probability"])
+        writer.writerows((a, b, f"{p:.6f}") for (a, b), p in zip(ids, probs))
+
+
+def load_run_reporting(run_dir: Path, **kwargs):
+    """:func:`load_run` for the command line: a changed graph file is one line on stderr.
+
+    The line is printed also when loading then fails: weights that no longer fit are the likely
+    consequence of a changed file.
+    """
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", GraphChangedWarning)
+            task, model, _ = load_run(run_dir, **kwargs)
+    finally:
+        for warning in caught:  # ours as one plain line; anything else as Python shows it
+            if issubclass(warning.category, GraphChangedWarning):
+                print(f"warning: {warning.message}", file=sys.stderr)
+            else:
+                warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    return task, model
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -72,11 +156,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--which", choices=["best", "last"], default="best")
     parser.add_argument("--pairs", type=Path, help="node pairs to score (CSV/TSV, first two columns)")
+    parser.add_argument("--header", action="store_true",
+                        help="the pairs file's first row is a header (a first row 'source,target' always is)")
     parser.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/predict)")
     parser.add_argument("--data-dir", help="override the data folder recorded in the run")
     args = parser.parse_args(argv)
     try:
-        task, model, _ = load_run(args.run_dir, which=args.which, data_dir=args.data_dir)
+        task, model = load_run_reporting(args.run_dir, which=args.which, data_dir=args.data_dir)
         out = args.out or args.run_dir / "predict"
         out.mkdir(parents=True, exist_ok=True)
         for name, value in task.embed(model).items():
@@ -85,11 +171,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.pairs:
             if not hasattr(task, "score_pairs"):
                 raise ConfigError(f"--pairs needs a graph run; {args.run_dir} is a {type(task).__name__}")
-            ids = read_pairs(args.pairs)
+            ids = read_pairs(args.pairs, header=args.header)
             pairs = torch.stack([task.node_index([a for a, _ in ids]), task.node_index([b for _, b in ids])])
-            probs = task.score_pairs(model, pairs)
-            lines = ["source,target,probability"] + [f"{a},{b},{p:.6f}" for (a, b), p in zip(ids, probs.tolist())]
-            (out / "scores.csv").write_text("\n".join(lines) + "\n")
+            write_scores(out / "scores.csv", ids, task.score_pairs(model, pairs).tolist())
             print(f"wrote {out / 'scores.csv'} ({len(ids)} pairs)")
     except ToolkitError as err:
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)

@@ -1,13 +1,18 @@
 """Collect finished run directories into tables: ``python -m vgae_toolkit.report DIR [DIR ...]``.
 
 Reads only ``metrics.json`` files whose ``status`` is ``complete`` (written last and
-atomically by every run), so a killed or running job is never counted.
+atomically by every run), so a killed or running job is never counted. A cell averages the
+seeds of one row (model and features), one dataset (its name, or the hash of its files) and one
+config: copies of a run count once, and the files that are not a run record are listed, not read.
+These files are data: nothing in them is built or imported.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -23,24 +28,165 @@ def row_name(model: str, features: bool | None) -> str:
     return f"{name}*" if model in ("gae", "vgae") and features is False else name
 
 
-def collect(*roots: str | Path) -> pd.DataFrame:
-    """One row per finished run under ``roots``: model, dataset, seed, test metrics, time."""
-    records = []
+# Config keys that say where a run was written or how it was shown, not what it computed; ``seed``
+# is the replicate, counted by the cells rather than splitting them.
+IGNORED_KEYS = ("seed", "paths", "hydra", "skip_finished", "trainer.progress", "trainer.device")
+# Keys naming data files: where a run recorded the files' hash, the hash is their identity.
+DATA_FILE_KEYS = ("dataset.loader.path", "dataset.loader.features")
+COLUMNS = ["row", "model", "dataset", "features", "seed", "test_auc", "test_ap", "wall_seconds", "path"]
+
+
+@dataclass
+class Scan:
+    """What :func:`scan` found: the runs, the copies it dropped and the files it could not use.
+
+    Attributes:
+        runs (DataFrame): one row per distinct finished run (columns :data:`COLUMNS`).
+        duplicates (list): ``(dropped, kept)`` run directories of the same config and seed.
+        skipped (list): ``(metrics.json path, reason)`` of files that are not a readable run record.
+    """
+
+    runs: pd.DataFrame
+    duplicates: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def parse_record(m) -> dict | str | None:
+    """The fields a report uses from one parsed ``metrics.json``.
+
+    Returns a dict for a finished run, ``None`` for an unfinished one, and the reason as a string
+    for a record of the wrong shape. Nothing in it is built or imported: it is plain data.
+    """
+    if not isinstance(m, dict):
+        return f"not a JSON object (a {type(m).__name__})"
+    if m.get("status") != "complete":
+        return None
+    checks = [
+        ("model", isinstance(m.get("model"), str) and m.get("model"), "a model name"),
+        ("dataset", isinstance(m.get("dataset"), str) and m.get("dataset"), "a dataset name"),
+        ("features", m.get("features") is None or isinstance(m["features"], bool), "true, false or absent"),
+        ("seed", m.get("seed") is None or (isinstance(m["seed"], int) and not isinstance(m["seed"], bool)),
+         "an integer"),
+        ("config", m.get("config") is None or isinstance(m["config"], dict), "a mapping"),
+        ("data_sha256", m.get("data_sha256") is None or isinstance(m["data_sha256"], str), "a string"),
+        *((key, m.get(key) is None or _is_number(m[key]), "a number")
+          for key in ("test_auc", "test_ap", "wall_seconds")),
+    ]
+    for key, ok, expected in checks:
+        if not ok:
+            return f"{key}: expected {expected}, got {json.dumps(m.get(key))[:40]}"
+    return {"row": row_name(m["model"], m.get("features")), "model": m["model"], "dataset": m["dataset"],
+            "features": m.get("features"), "seed": m.get("seed"), "test_auc": m.get("test_auc"),
+            "test_ap": m.get("test_ap"), "wall_seconds": m.get("wall_seconds") or 0.0,
+            "data_sha256": m.get("data_sha256"), "config": flatten(m.get("config") or {})}
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, str]:
+    """Dotted keys to JSON-encoded leaf values: ``{"model": {"hidden": 8}}`` -> ``{"model.hidden": "8"}``."""
+    out = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = json.dumps(value, sort_keys=True)
+    return out
+
+
+def _kept(key: str, ignored: tuple[str, ...]) -> bool:
+    return not any(key == i or key.startswith(f"{i}.") for i in ignored)
+
+
+def identity(record: dict) -> dict[str, str]:
+    """The config keys that decide a run's result: the config less :data:`IGNORED_KEYS`."""
+    ignored = IGNORED_KEYS + (DATA_FILE_KEYS if record["data_sha256"] else ())
+    return {k: v for k, v in record["config"].items() if _kept(k, ignored)}
+
+
+def scan(*roots: str | Path) -> Scan:
+    """Every finished run under ``roots``, once per (row, data, config, seed), with a cell label each.
+
+    Runs of one dataset name but different data files (``data_sha256``) get the label
+    ``name[hash prefix]``; runs of one row and dataset whose configs differ get the row label
+    ``ROW [key=value, ...]`` naming the keys that differ.
+    """
+    records, skipped = [], []
     for root in roots:
         for path in sorted(Path(root).rglob("metrics.json")):
             try:
-                m = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
-                continue  # unreadable: not a finished run
-            if m.get("status") != "complete":
-                continue
-            records.append({
-                "row": row_name(m["model"], m.get("features")), "model": m["model"], "dataset": m["dataset"],
-                "features": m.get("features"), "seed": m.get("seed"), "test_auc": m.get("test_auc"),
-                "test_ap": m.get("test_ap"), "wall_seconds": m.get("wall_seconds", 0.0), "path": str(path.parent),
-            })
-    columns = ["row", "model", "dataset", "features", "seed", "test_auc", "test_ap", "wall_seconds", "path"]
-    return pd.DataFrame.from_records(records, columns=columns)
+                record = parse_record(json.loads(path.read_text()))
+            except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:  # ValueError: bad JSON
+                record = f"not readable as a JSON run record ({type(err).__name__})"
+            if isinstance(record, str):
+                skipped.append((str(path), record))
+            elif record is not None:
+                records.append({**record, "path": str(path.parent)})
+    records, duplicates = _dedupe(records)
+    _label_datasets(records)
+    _label_configs(records)
+    return Scan(pd.DataFrame.from_records(records, columns=COLUMNS), duplicates, skipped)
+
+
+def collect(*roots: str | Path) -> pd.DataFrame:
+    """One row per distinct finished run under ``roots`` (see :func:`scan`): row, dataset, seed, metrics, time."""
+    return scan(*roots).runs
+
+
+def _dedupe(records: list[dict]) -> tuple[list[dict], list[tuple[str, str]]]:
+    # a copied run folder is the same run: one seed, not two
+    kept, seen, duplicates = [], {}, []
+    for record in records:
+        key = (record["row"], record["dataset"], record["data_sha256"], record["seed"],
+               json.dumps(identity(record), sort_keys=True))
+        if key in seen:
+            duplicates.append((record["path"], seen[key]))
+        else:
+            seen[key] = record["path"]
+            kept.append(record)
+    return kept, duplicates
+
+
+def _label_datasets(records: list[dict]) -> None:
+    hashes: dict[str, set] = {}
+    for record in records:
+        hashes.setdefault(record["dataset"], set()).add(record["data_sha256"])
+    for record in records:
+        if len(hashes[record["dataset"]]) > 1:
+            record["dataset"] = f"{record['dataset']}[{(record['data_sha256'] or 'no hash')[:6]}]"
+
+
+def _label_configs(records: list[dict]) -> None:
+    groups: dict[tuple, list[dict]] = {}
+    for record in records:
+        if record["config"]:  # a record without a config cannot be told apart: it keeps the row's name
+            groups.setdefault((record["row"], record["dataset"]), []).append(record)
+    varying: dict[str, set] = {}  # per row: the keys whose values differ within one of its cells
+    for (row, _), group in groups.items():
+        seed_like = _seed_like(group)
+        for record in group:
+            record["identity"] = {k: v for k, v in identity(record).items() if k not in seed_like}
+        keys = set().union(*(r["identity"] for r in group))
+        varying.setdefault(row, set()).update(k for k in keys if len({r["identity"].get(k) for r in group}) > 1)
+    for record in records:
+        ident = record.pop("identity", {})
+        shown = [f"{k}={_show(ident[k])}" for k in sorted(varying.get(record["row"], ())) if k in ident]
+        if shown:
+            record["row"] = f"{record['row']} [{', '.join(shown)}]"
+
+
+def _seed_like(group: list[dict]) -> set[str]:
+    # keys such as split.seed that follow the run's seed in every run of the cell are replicates too
+    names = {k for r in group for k in r["config"] if k.endswith(".seed")}
+    return {k for k in names if all(r["config"].get(k) == json.dumps(r["seed"]) for r in group)}
+
+
+def _show(value: str) -> str:
+    parsed = json.loads(value)
+    return parsed if isinstance(parsed, str) else value
 
 
 def summarize(runs: pd.DataFrame, metrics: tuple[str, ...] = ("auc", "ap")) -> pd.DataFrame:
@@ -78,11 +224,18 @@ def _cell(r) -> str:
     return f"{ours} ({r['paper']:.1f}, {r['diff']:+.1f}){flag}"
 
 
+def _row_order(row: str) -> tuple:
+    # a config variant such as 'GAE [model.hidden=8]' sits with its row
+    base = row.split(" [", 1)[0]
+    natural = [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", row)]  # 8 before 64
+    return (ROW_ORDER.index(base) if base in ROW_ORDER else len(ROW_ORDER), base, natural)
+
+
 def layout(table: pd.DataFrame) -> pd.DataFrame:
     """The paper's layout: rows SC..VGAE, columns dataset x (AUC, AP); cells 'ours ± se (paper, diff)'."""
     cells = table.assign(cell=table.apply(_cell, axis=1))
     wide = cells.pivot(index="row", columns=["dataset", "metric"], values="cell")
-    rows = [r for r in ROW_ORDER if r in wide.index] + sorted(r for r in wide.index if r not in ROW_ORDER)
+    rows = sorted(wide.index, key=_row_order)
     cols = [(d, m) for d in DATASET_ORDER + sorted(set(cells["dataset"]) - set(DATASET_ORDER))
             for m in ("auc", "ap") if (d, m) in wide.columns]
     wide = wide.loc[rows, cols].fillna("—")
@@ -90,8 +243,29 @@ def layout(table: pd.DataFrame) -> pd.DataFrame:
     return wide
 
 
-def write_report(runs: pd.DataFrame, paper: pd.DataFrame | None, out: Path, header: str = "") -> dict[str, Path]:
-    """Write ``out``.md, .csv and .tex; returns their paths."""
+def notes(found: Scan) -> list[str]:
+    """Lines on the copies dropped and the files skipped by :func:`scan` (none when there were none)."""
+    lines = []
+    if found.duplicates:
+        lines.append(f"Dropped {len(found.duplicates)} duplicate run(s) (the same config and seed as a kept run):")
+        lines += [f"- {dropped} (same as {kept})" for dropped, kept in found.duplicates]
+    if found.skipped:
+        lines.append(f"Skipped {len(found.skipped)} metrics.json file(s) that are not a run record:")
+        lines += [f"- {path}: {reason}" for path, reason in found.skipped]
+    return lines
+
+
+def write_report(runs: pd.DataFrame, paper: pd.DataFrame | None, out: Path, header: str = "",
+                 extra: list[str] | tuple[str, ...] = ()) -> dict[str, Path]:
+    """Write ``out``.md, .csv and .tex; returns their paths.
+
+    Args:
+        runs (DataFrame): from :func:`collect`.
+        paper (DataFrame, optional): the paper's numbers.
+        out (Path): the path without suffix.
+        header (str): markdown put above the table.
+        extra (list of str): lines put under it (e.g. :func:`notes`).
+    """
     table = compare(summarize(runs), paper)
     wide = layout(table)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -100,9 +274,9 @@ def write_report(runs: pd.DataFrame, paper: pd.DataFrame | None, out: Path, head
              f"Cells: our mean ± standard error over seeds (x100), then (paper, difference); "
              f"**below** marks a cell more than 1 point under the paper.",
              f"Runs: {len(runs)} finished ({seeds.min() if len(seeds) else 0}-{seeds.max() if len(seeds) else 0} "
-             f"seeds per cell); summed run time {runs['wall_seconds'].sum() / 60:.1f} min.", ""]
+             f"seeds per cell); summed run time {runs['wall_seconds'].sum() / 60:.1f} min.", "", *extra]
     paths = {"md": out.with_suffix(".md"), "csv": out.with_suffix(".csv"), "tex": out.with_suffix(".tex")}
-    paths["md"].write_text("\n".join(lines))
+    paths["md"].write_text("\n".join(lines).rstrip("\n") + "\n")
     table.to_csv(paths["csv"], index=False)
     paths["tex"].write_text(wide.to_latex())
     return paths
@@ -114,14 +288,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--paper", type=Path, help="CSV of paper numbers (row,dataset,metric,mean,sd)")
     parser.add_argument("--out", type=Path, help="write OUT.md, OUT.csv and OUT.tex")
     args = parser.parse_args(argv)
-    runs = collect(*args.roots)
-    if runs.empty:
-        parser.exit(1, f"no finished runs (metrics.json with status complete) under {', '.join(args.roots)}\n")
+    found = scan(*args.roots)
+    lines = notes(found)
+    if found.runs.empty:
+        parser.exit(1, "\n".join([f"no finished runs (metrics.json with status complete) under "
+                                  f"{', '.join(args.roots)}", *lines, ""]))
     paper = pd.read_csv(args.paper) if args.paper else None
-    print(layout(compare(summarize(runs), paper)).to_string())
+    print(layout(compare(summarize(found.runs), paper)).to_string())
     if args.out:
-        for path in write_report(runs, paper, args.out).values():
+        for path in write_report(found.runs, paper, args.out, extra=lines).values():
             print(f"wrote {path}")
+    if lines:  # last, where a reader of the output looks
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":
