@@ -52,15 +52,15 @@ VAE_FIGURES ?= experiments/vae
 figure2: install  ## AEVB Fig. 2: train/test bound vs training samples, latent sweeps on MNIST and Frey Face (~40 min)
 	$(BIN)/python -m vgae_toolkit -m +experiment=figure2_mnist hydra.sweep.dir=$(VAE_RUNS)/figure2_mnist $(ARGS)
 	$(BIN)/python -m vgae_toolkit -m +experiment=figure2_freyface hydra.sweep.dir=$(VAE_RUNS)/figure2_freyface $(ARGS)
-	$(BIN)/python -m vgae_toolkit.plots_vae figure2 $(VAE_RUNS)/figure2_mnist $(VAE_RUNS)/figure2_freyface --out $(VAE_FIGURES)
+	$(BIN)/python -m vgae_toolkit.plots.vae figure2 $(VAE_RUNS)/figure2_mnist $(VAE_RUNS)/figure2_freyface --out $(VAE_FIGURES)
 
 figure4: install  ## AEVB Fig. 4: learned 2-D manifolds of Frey Face and MNIST (~7 min)
 	$(BIN)/python -m vgae_toolkit -m +experiment=figure4 hydra.sweep.dir=$(VAE_RUNS)/figure4 $(ARGS)
-	$(BIN)/python -m vgae_toolkit.plots_vae figure4 $(VAE_RUNS)/figure4 --out $(VAE_FIGURES)
+	$(BIN)/python -m vgae_toolkit.plots.vae figure4 $(VAE_RUNS)/figure4 --out $(VAE_FIGURES)
 
 figure5: install  ## AEVB Fig. 5: random MNIST samples for latent sizes 2, 5, 10, 20 (~15 min)
 	$(BIN)/python -m vgae_toolkit -m +experiment=figure5 hydra.sweep.dir=$(VAE_RUNS)/figure5 $(ARGS)
-	$(BIN)/python -m vgae_toolkit.plots_vae figure5 $(VAE_RUNS)/figure5 --out $(VAE_FIGURES)
+	$(BIN)/python -m vgae_toolkit.plots.vae figure5 $(VAE_RUNS)/figure5 --out $(VAE_FIGURES)
 
 # Table 1 of Kipf & Welling (VGAE): conf/experiment/table1.yaml sweeps SC, DW, GAE*, VGAE*, GAE and VGAE
 # over Cora, CiteSeer and PubMed, seeds 0-9 (180 runs), TABLE1_JOBS at a time with one thread each, into
@@ -103,7 +103,7 @@ table1-smoke: install  ## Table 1 in about a minute: Cora, seed 0, every row, 20
 	$(TABLE1_REPORT) $(TABLE1_SMOKE) --out $(TABLE1_SMOKE)/results
 
 figures-graph: install  ## VGAE Fig. 1 (t-SNE of latent means, Cora) and ROC/PR curves, from seed 0 of make table1
-	$(BIN)/python -m vgae_toolkit.plots_graph $(TABLE1_RUNS) --seed 0 --out experiments/table1
+	$(BIN)/python -m vgae_toolkit.plots.graph $(TABLE1_RUNS) --seed 0 --out experiments/table1
 
 # Speed and memory against the reference loops (PyG's autoencoder example, pytorch/examples' VAE), measured
 # side by side in one run; writes experiments/bench/results.md (+ .json) with the machine description.
@@ -111,4 +111,4 @@ figures-graph: install  ## VGAE Fig. 1 (t-SNE of latent means, Cora) and ROC/PR 
 BENCH_ARGS ?=
 .PHONY: bench
 bench: install  ## benchmark against the reference loops (about 14 min): experiments/bench/results.md
-	$(BIN)/python -m vgae_toolkit.bench $(BENCH_ARGS)  # data from VGAE_TOOLKIT_DATA (default: data)
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)  # data from VGAE_TOOLKIT_DATA (default: data)

@@ -41,7 +41,7 @@ MUTATIONS = [
              "vgae_toolkit/models/graph.py", 'return {"loss": recon + self.kl_weight * kl',
              'return {"loss": recon - self.kl_weight * kl', (PROTOCOL,)),
     Mutation("kl_formula_sign", "the closed-form KL is negated inside the sampling node",
-             "vgae_toolkit/models/latent.py", "kl = 0.5 * ((mu * mu).sum()", "kl = -0.5 * ((mu * mu).sum()",
+             "vgae_toolkit/ops/sampling.py", "kl = 0.5 * ((mu * mu).sum()", "kl = -0.5 * ((mu * mu).sum()",
              (PROTOCOL,)),
     Mutation("kl_weight_ignored", "model.kl_weight is parsed and ignored (always 1/N)",
              "vgae_toolkit/models/graph.py",

@@ -4,8 +4,10 @@ import torch.nn.functional as F
 
 from vgae_toolkit.data.graphs import make_sbm
 from vgae_toolkit.errors import ConfigError
-from vgae_toolkit.models.graph import GraphAutoEncoder, GraphBatch, PairPlan, inner_product, softplus_gram_sum
-from vgae_toolkit.models.sparse import SparseMatrix, csr_matmul, maybe_sparse
+from vgae_toolkit.models.graph import GraphAutoEncoder, GraphBatch
+from vgae_toolkit.ops.dense import softplus_gram_sum
+from vgae_toolkit.ops.pairs import PairPlan, inner_product
+from vgae_toolkit.ops.sparse import SparseMatrix, csr_matmul, maybe_sparse
 from vgae_toolkit.tasks.link import LinkPredictionTask, normalized_adjacency
 from vgae_toolkit.trainer import Trainer
 
@@ -46,10 +48,10 @@ def test_planned_pair_logits_match_autograd_through_indexing():
 @pytest.mark.parametrize("keep_rows", [True, False], ids=["rows-kept", "rows-gathered-again"])
 @pytest.mark.parametrize("part", [(0, 1), (1, 2)])
 def test_sampled_loss_and_its_gradient_match_autograd(part, keep_rows, ordered, monkeypatch):
-    import vgae_toolkit.models.graph as graph
+    import vgae_toolkit.ops.pairs as ops_pairs
 
     if not keep_rows:  # the large-graph path: the backward pass gathers the negatives' rows itself
-        monkeypatch.setattr(graph, "KEEP_ROWS_MAX", 0)
+        monkeypatch.setattr(ops_pairs, "KEEP_ROWS_MAX", 0)
     torch.manual_seed(0)
     pos = torch.tensor([[0, 0, 1, 2, 3], [1, 2, 2, 3, 4]])
     neg = torch.tensor([[0, 4, 1, 3, 0, 2], [3, 1, 4, 0, 4, 0]])
@@ -66,24 +68,24 @@ def test_sampled_loss_and_its_gradient_match_autograd(part, keep_rows, ordered, 
 
 
 def test_chunked_pair_logits_and_gradients_match_one_chunk(monkeypatch):
-    import vgae_toolkit.models.graph as graph
+    import vgae_toolkit.ops.pairs as ops_pairs
 
     torch.manual_seed(0)
     z = torch.randn(30, 4, dtype=torch.float64)
     pairs = torch.randint(0, 30, (2, 101))
     grad = torch.randn(101, dtype=torch.float64)
-    whole = graph.inner_product(z, pairs), graph.scatter_pair_grads(torch.zeros_like(z), z, pairs, grad)
-    monkeypatch.setattr(graph, "PAIR_CHUNK", 7)  # 15 chunks, the last one short
-    chunked = graph.inner_product(z, pairs), graph.scatter_pair_grads(torch.zeros_like(z), z, pairs, grad)
+    whole = ops_pairs.inner_product(z, pairs), ops_pairs.scatter_pair_grads(torch.zeros_like(z), z, pairs, grad)
+    monkeypatch.setattr(ops_pairs, "PAIR_CHUNK", 7)  # 15 chunks, the last one short
+    chunked = ops_pairs.inner_product(z, pairs), ops_pairs.scatter_pair_grads(torch.zeros_like(z), z, pairs, grad)
     assert torch.allclose(whole[0], chunked[0]) and torch.allclose(whole[1], chunked[1])
     rows = (z.index_select(0, pairs[0]), z.index_select(0, pairs[1]))  # kept from a forward pass
-    assert torch.equal(graph.scatter_pair_grads(torch.zeros_like(z), z, pairs, grad, rows), chunked[1])
-    (expected,) = torch.autograd.grad((graph.inner_product(z.requires_grad_(), pairs) * grad).sum(), z)
+    assert torch.equal(ops_pairs.scatter_pair_grads(torch.zeros_like(z), z, pairs, grad, rows), chunked[1])
+    (expected,) = torch.autograd.grad((ops_pairs.inner_product(z.requires_grad_(), pairs) * grad).sum(), z)
     assert torch.allclose(chunked[1], expected)
 
 
 def test_sorted_pairs_are_the_same_pairs_in_node_order():
-    from vgae_toolkit.models.graph import sorted_pairs
+    from vgae_toolkit.ops.pairs import sorted_pairs
 
     pairs = torch.tensor([[3, 0, 2, 0, 3], [1, 4, 2, 1, 0]])
     assert sorted_pairs(pairs, 5).tolist() == [[0, 0, 2, 3, 3], [1, 4, 2, 0, 1]]
@@ -259,7 +261,8 @@ def test_auto_recon_is_dense_only_where_it_fits():
     assert small.recon == "dense" and small.negatives_per_positive == 0
     large = GraphAutoEncoder(in_channels=None, num_nodes=500, dense_max_nodes=100)
     assert large.recon == "sampled" and large.negatives_per_positive == 1
-    assert large.describe() == {"recon": "sampled", "kl_weight": 1 / 500, "neg_ratio": 1, "dense_self_loops": None}
+    assert large.describe() == {"recon": "sampled", "kl_weight": 1 / 500, "neg_ratio": 1, "dense_self_loops": None,
+                                "encoder": "GCNEncoder", "decoder": "InnerProductDecoder", "regulariser": None}
 
 
 def test_layers_without_bias_as_the_reference_code():

@@ -19,7 +19,7 @@ from vgae_toolkit.data.images import (
     read_idx,
 )
 from vgae_toolkit.errors import DataError
-from vgae_toolkit.plots_images import TITLE_PX, image_grid, save_image_grid
+from vgae_toolkit.plots.images import TITLE_PX, image_grid, save_image_grid
 
 MNIST_FILES = [f"MNIST/raw/{n}.gz" for n in (
     "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")]

@@ -11,10 +11,10 @@ from matplotlib.image import imread
 
 from conftest import require_files
 from helpers import compose_cfg, options
-from vgae_toolkit import plots_vae
+from vgae_toolkit.plots import vae as plots_vae
 from vgae_toolkit.errors import ConfigError, DataError
 from vgae_toolkit.metrics import kl_per_dimension
-from vgae_toolkit.plots_images import TITLE_PX
+from vgae_toolkit.plots.images import TITLE_PX
 from vgae_toolkit.predict import load_run
 from vgae_toolkit.run import run
 from vgae_toolkit.tasks.image import hold_out
@@ -239,7 +239,7 @@ def test_figure_sweep_from_the_command_line(tmp_path):
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert len(list(sweep.glob("*/metrics.json"))) == 4
-    proc = subprocess.run([sys.executable, "-m", "vgae_toolkit.plots_vae", "figure5", str(sweep), "--out",
+    proc = subprocess.run([sys.executable, "-m", "vgae_toolkit.plots.vae", "figure5", str(sweep), "--out",
                            str(tmp_path / "fig")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "fig" / "figure5.png").is_file()

@@ -93,7 +93,7 @@ def test_image_run_resumes_exactly(tmp_path, monkeypatch):
     run(compose_cfg(*DIGITS), tmp_path / "whole")
     assert interrupted(monkeypatch, compose_cfg(*DIGITS), tmp_path / "stopped", signal_after(2, signal.SIGINT)) == 130
     assert torch.load(tmp_path / "stopped" / "last.pt", weights_only=True)["resume"]["batches"] == {"epoch": 2}
-    from vgae_toolkit import plots_vae
+    from vgae_toolkit.plots import vae as plots_vae
 
     plotted, plot = [], plots_vae.plot_elbo_curves
     monkeypatch.setattr(plots_vae, "plot_elbo_curves", lambda history, *a, **k: plotted.append(history) or plot(

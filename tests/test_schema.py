@@ -116,8 +116,13 @@ def test_every_shipped_key_is_declared():
     from vgae_toolkit.schema import COMMON, DATASETS, MODELS
 
     undeclared = []
-    for group in ("model", "dataset", "trainer", "split"):
-        for name in options(group):
+    parts = [(f"model/{part}", name) for part in ("encoder", "decoder", "regulariser") for name in options(f"model/{part}")]
+    for group, name in [(g, n) for g in ("model", "dataset", "trainer", "split") for n in options(g)] + parts:
+        if "/" in group:  # a part of the graph auto-encoder: its keys sit under model.<part>
+            node = compose_cfg("model=vgae", f"{group}={name}").model
+            keys = {group.split("/")[1]: yaml.safe_load((CONF / group / f"{name}.yaml").read_text())}
+            group = "model"
+        else:
             node = compose_cfg(f"{group}={name}")[group]
             keys = yaml.safe_load((CONF / group / f"{name}.yaml").read_text()) or {}
             for key, value in keys.items():

@@ -225,7 +225,7 @@ def test_make_table1_smoke(tmp_path, data_root):
 def test_figures_from_finished_runs_without_retraining(tmp_path):
     from matplotlib.image import imread
 
-    from vgae_toolkit import plots_graph
+    from vgae_toolkit.plots import graph as plots_graph
 
     for model, knobs in [("vgae", ["trainer.epochs=5"]), ("spectral", ["model.dim=7"])]:
         run(compose_cfg(f"model={model}", *SBM, *knobs), tmp_path / "sweep" / f"{model}_sbm_s0")

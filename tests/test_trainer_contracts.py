@@ -8,7 +8,8 @@ from torch import nn
 from helpers import compose_cfg
 from vgae_toolkit.checkpoint import load_checkpoint
 from vgae_toolkit.models.graph import GraphAutoEncoder
-from vgae_toolkit.run import build_link_task, build_model, run
+from vgae_toolkit.builders import build_link_task, build_model
+from vgae_toolkit.run import run
 from vgae_toolkit.tasks.link import LinkPredictionTask
 from vgae_toolkit.data.graphs import make_sbm
 from vgae_toolkit.trainer import Trainer

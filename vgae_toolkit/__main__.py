@@ -1,7 +1,11 @@
-"""Command line: ``python -m vgae_toolkit model=vgae dataset=cora`` (Hydra overrides)."""
+"""Command line: ``python -m vgae_toolkit model=vgae dataset=cora`` (Hydra overrides), or ``vgae-toolkit ...``."""
 from vgae_toolkit.process import enable_huge_pages
 
 enable_huge_pages()  # before torch is first imported, when PyTorch reads the setting (vgae_toolkit/process.py)
+
+import importlib  # noqa: E402
+import math  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
@@ -11,15 +15,52 @@ from vgae_toolkit.errors import ToolkitError  # noqa: E402
 from vgae_toolkit.hydra_checks import fail  # noqa: E402
 from vgae_toolkit.run import run  # noqa: E402
 
+# The task class of each dataset kind, whose ``primary_metric`` is what ``trainer.monitor=auto`` means.
+TASK_CLASSES = {"graph": "vgae_toolkit.tasks.link.LinkPredictionTask",
+                "image": "vgae_toolkit.tasks.image.ImageDensityTask"}
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> None:
+
+def config_dir() -> str:
+    """The folder of ``config.yaml``: the installed package's copy, else the checkout's ``conf/``.
+
+    A wheel ships ``conf/`` inside the package (``vgae_toolkit/conf``); a checkout, or an editable
+    install of one, keeps it next to the package. The path is absolute, so it holds whatever the
+    working directory and however the command was started (``python -m`` or the console script).
+    """
+    package = Path(__file__).resolve().parent
+    installed = package / "conf"
+    return str(installed if (installed / "config.yaml").is_file() else package.parent / "conf")
+
+
+def monitored(cfg: DictConfig, metrics: dict) -> float:
+    """The run's validation value of ``trainer.monitor`` (``auto``: the task's main metric).
+
+    This is what a tuning sweep (``hparams_search=optuna``) maximises; NaN when the run has no
+    validation split, or its fit reports no such value.
+    """
+    name = cfg.trainer.get("monitor", "auto")
+    if name == "auto":
+        module, cls = TASK_CLASSES[cfg.dataset.kind].rsplit(".", 1)
+        name = getattr(importlib.import_module(module), cls).primary_metric
+    value = metrics.get(name)
+    return float(value) if isinstance(value, (int, float)) else math.nan
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
+def main(cfg: DictConfig) -> float:
+    """One run; returns its monitored validation value (:func:`monitored`) for Hydra's sweepers."""
     try:
-        run(cfg)
+        metrics = run(cfg)
     except ToolkitError as err:  # a named, expected failure: one line, no traceback
         fail(err)
+    return monitored(cfg, metrics)
+
+
+def cli() -> None:
+    """The ``vgae-toolkit`` console command: the same as ``python -m vgae_toolkit``."""
+    with command_line():  # under torchrun: one run folder (rank 0's), the process group closed at exit
+        main()
 
 
 if __name__ == "__main__":
-    with command_line():  # under torchrun: one run folder (rank 0's), the process group closed at exit
-        main()
+    cli()

@@ -76,7 +76,11 @@ def load_checkpoint(path: str | Path) -> dict:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION or "state_dict" not in payload:
         raise DataError(f"checkpoint {path}: not a vgae-toolkit checkpoint (format {FORMAT_VERSION} expected)")
     try:  # YAML text, parsed without building anything (vgae_toolkit.registry checks it before use)
+        if isinstance(payload.get("config"), str):
+            check_plain_yaml(payload["config"], path)
         config = OmegaConf.create(payload["config"]) if isinstance(payload.get("config"), str) else None
+    except DataError:
+        raise
     except Exception as err:  # any YAML or OmegaConf error: the file is bad data
         raise DataError(f"checkpoint {path}: its stored config cannot be parsed ({str(err)[:300]})") from err
     if not isinstance(config, DictConfig):
@@ -85,6 +89,32 @@ def load_checkpoint(path: str | Path) -> dict:
     if isinstance(payload.get("resume"), dict):
         loaded["resume"] = payload["resume"]
     return loaded
+
+
+# A stored config is a few kilobytes; anything far larger is not one the toolkit wrote.
+MAX_CONFIG_CHARS = 1 << 20
+
+
+def check_plain_yaml(text: str, path: Path) -> None:
+    """Refuse YAML that a resolved config never holds: aliases (``*name``) and oversized text.
+
+    Aliases are expanded when the text is built into a config, so a few lines of nested aliases
+    grow into billions of nodes and the load never ends. The toolkit writes resolved configs as
+    plain YAML without anchors, so any alias means the text was made elsewhere. The YAML events
+    are read without constructing anything.
+    """
+    import yaml
+
+    if len(text) > MAX_CONFIG_CHARS:
+        raise DataError(f"checkpoint {path}: its stored config is {len(text)} characters long; a run's config "
+                        f"is at most {MAX_CONFIG_CHARS} (refused unread)")
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                raise DataError(f"checkpoint {path}: its stored config uses a YAML alias (*{event.anchor}); "
+                                f"a run's config is plain YAML without anchors or aliases (refused unread)")
+    except yaml.YAMLError as err:
+        raise DataError(f"checkpoint {path}: its stored config cannot be parsed ({str(err)[:300]})") from err
 
 
 def _plain(value):

@@ -58,7 +58,7 @@ def check_output_root(directory: str | Path, key: str) -> None:
 def check_config(config: DictConfig, dir_key: str | None) -> None:
     """Validate ``config`` (:func:`vgae_toolkit.schema.validate`, model and dataset kinds) and,
     when ``dir_key`` is given, the folder it names."""
-    from vgae_toolkit.run import check_compatible  # run imports torch: only once Hydra calls us
+    from vgae_toolkit.builders import check_compatible  # imports torch: only once Hydra calls us
 
     validate(config)
     check_compatible(config)

@@ -25,7 +25,8 @@ from omegaconf.errors import OmegaConfBaseException
 from vgae_toolkit.checkpoint import load_checkpoint
 from vgae_toolkit.errors import ConfigError, DataError, ToolkitError
 from vgae_toolkit.registry import check_untrusted
-from vgae_toolkit.run import TASK_BUILDERS, build_model, check_compatible, seed_everything
+from vgae_toolkit.schema import validate
+from vgae_toolkit.builders import TASK_BUILDERS, build_model, check_compatible, seed_everything
 
 
 def load_run(run_dir: str | Path, *, which: str = "best", data_dir: str | None = None):
@@ -42,6 +43,12 @@ def load_run(run_dir: str | Path, *, which: str = "best", data_dir: str | None =
     cfg = ckpt["config"]
     check_untrusted(cfg, str(path))  # before anything in it is built
     try:
+        validate(cfg)  # its values are untrusted too: a wrong type or range is named by key, not hit later
+    except ConfigError as err:
+        raise ConfigError(f"checkpoint {path}: stored config, {err}") from err
+    except (OmegaConfBaseException, TypeError, ValueError, AttributeError) as err:
+        raise ConfigError(f"checkpoint {path}: stored config is not a run's config ({err})") from err
+    try:
         check_compatible(cfg)
         if data_dir is not None:
             cfg.paths.data_dir = data_dir
@@ -53,8 +60,12 @@ def load_run(run_dir: str | Path, *, which: str = "best", data_dir: str | None =
     model = build_model(cfg.model, task)
     try:
         model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as err:
+    except (RuntimeError, TypeError, ValueError, AttributeError) as err:  # wrong keys or shapes, or not a mapping
         raise DataError(f"checkpoint {path}: weights do not fit the model of its config ({err})") from err
+    for name, value in model.state_dict().items():  # NaN weights would give NaN predictions without a word
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise DataError(f"checkpoint {path}: weight {name} holds {int((~torch.isfinite(value)).sum())} "
+                            f"non-finite value(s); expected the finite weights of a trained model")
     model.eval()
     return task, model, ckpt
 
@@ -164,17 +175,22 @@ def main(argv: list[str] | None = None) -> None:
     try:
         task, model = load_run_reporting(args.run_dir, which=args.which, data_dir=args.data_dir)
         out = args.out or args.run_dir / "predict"
-        out.mkdir(parents=True, exist_ok=True)
-        for name, value in task.embed(model).items():
-            np.save(out / f"{name}.npy", value.cpu().numpy())
-            print(f"wrote {out / name}.npy {tuple(value.shape)}")
-        if args.pairs:
+        if args.pairs:  # a bad pairs file fails before anything is computed or written
             if not hasattr(task, "score_pairs"):
                 raise ConfigError(f"--pairs needs a graph run; {args.run_dir} is a {type(task).__name__}")
             ids = read_pairs(args.pairs, header=args.header)
             pairs = torch.stack([task.node_index([a for a, _ in ids]), task.node_index([b for _, b in ids])])
-            write_scores(out / "scores.csv", ids, task.score_pairs(model, pairs).tolist())
-            print(f"wrote {out / 'scores.csv'} ({len(ids)} pairs)")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            for name, value in task.embed(model).items():
+                np.save(out / f"{name}.npy", value.cpu().numpy())
+                print(f"wrote {out / name}.npy {tuple(value.shape)}")
+            if args.pairs:
+                write_scores(out / "scores.csv", ids, task.score_pairs(model, pairs).tolist())
+                print(f"wrote {out / 'scores.csv'} ({len(ids)} pairs)")
+        except OSError as err:  # --out is a file, read-only or on a full disk
+            raise DataError(f"--out {out}: cannot write the predictions there ({err.strerror or err}); "
+                            f"expected a folder that can be created and written") from err
     except ToolkitError as err:
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         sys.exit(2)

@@ -4,12 +4,11 @@ Large graphs allocate tensors of tens to hundreds of MB every epoch (a million-n
 hidden layer, the gathered rows of the edges). Such allocations come straight from the kernel, and
 touching them page-faults once per 4 KiB page. PyTorch can ask for 2 MiB transparent huge pages
 instead (``THP_MEM_ALLOC_ENABLE=1``: tensors of 2 MiB and more, aligned and ``madvise``'d), which
-cuts those faults by 512x. On the benchmark's SBM graphs (three processes per side, medians) an
-epoch took 2.86 s instead of 3.51 s at a million nodes and 0.60 s instead of 0.65 s at 300k, with the
-same peak memory and the same numbers; graphs of a few thousand nodes (Cora, CiteSeer) do not notice.
+cuts those faults by 512x, with the same peak memory and the same numbers; graphs of a few thousand
+nodes do not notice (the benchmark report has the measured epochs).
 
 PyTorch reads the variable once, when it is first imported, so only the command-line entry points
-(``python -m vgae_toolkit``, ``python -m vgae_toolkit.bench``) set it, and only where the user has
+(``python -m vgae_toolkit``, ``python benchmarks/bench.py``) set it, and only where the user has
 not: ``THP_MEM_ALLOC_ENABLE=0`` turns it off. Code that imports the toolkit as a library sets it
 itself before importing torch.
 """

@@ -35,9 +35,18 @@ BUILDERS: frozenset[str] = frozenset({
     # fits
     "vgae_toolkit.trainer.Trainer",
     "vgae_toolkit.fit.ClosedFormFit",
+    # loggers (conf/logger)
+    "vgae_toolkit.loggers.CSVLogger",
+    "vgae_toolkit.loggers.TensorBoardLogger",
+    "vgae_toolkit.loggers.MLflowLogger",
     # the command line's checks before Hydra creates a run folder (conf/config.yaml, hydra.callbacks)
     "vgae_toolkit.hydra_checks.PreflightCallback",
 })
+
+
+# Keys that change how a builder is called (positional arguments, a deferred call, conversion): the
+# toolkit's own configs never set them, so in a stored config they can only mean a crafted call.
+INSTANTIATE_FLAGS = frozenset({"_args_", "_partial_", "_convert_", "_recursive_"})
 
 
 def _walk(node, path: str) -> Iterator[tuple[str, object]]:
@@ -60,8 +69,8 @@ def check_untrusted(cfg: DictConfig | dict, source: str) -> None:
         source (str): the file it came from, named in the error.
 
     Raises:
-        ConfigError: a ``_target_`` outside :data:`BUILDERS`, a non-string ``_target_``, or an
-            interpolation (``${...}``) anywhere in the config.
+        ConfigError: a ``_target_`` outside :data:`BUILDERS`, a non-string ``_target_``, an
+            interpolation (``${...}``) anywhere in the config, or a call flag (:data:`INSTANTIATE_FLAGS`).
     """
     if isinstance(cfg, (DictConfig, ListConfig)):
         try:
@@ -75,6 +84,23 @@ def check_untrusted(cfg: DictConfig | dict, source: str) -> None:
             raise ConfigError(f"{source}: stored config key {key} holds an interpolation ({value[:80]!r}); "
                               f"stored configs must be resolved values")
     _check_targets(cfg, "", source)
+    for key in _flag_keys(cfg, ""):
+        raise ConfigError(f"{source}: stored config key {key} is one of the builders' call flags "
+                          f"({', '.join(sorted(INSTANTIATE_FLAGS))}), which no run's config holds; "
+                          f"refused before anything was built")
+
+
+def _flag_keys(node, path: str) -> Iterator[str]:
+    """Dotted keys below ``node`` named as one of :data:`INSTANTIATE_FLAGS`, whatever their value."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            full = f"{path}.{key}" if path else str(key)
+            if key in INSTANTIATE_FLAGS:
+                yield full
+            yield from _flag_keys(value, full)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _flag_keys(value, f"{path}[{i}]")
 
 
 def _check_targets(node, path: str, source: str) -> None:

@@ -12,10 +12,13 @@ import argparse
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+
+from vgae_toolkit.errors import DataError, ToolkitError
 
 # Table 1's row names: * marks runs without node features.
 ROW_NAMES = {"spectral": "SC", "deepwalk": "DW", "gae": "GAE", "vgae": "VGAE"}
@@ -282,24 +285,82 @@ def write_report(runs: pd.DataFrame, paper: pd.DataFrame | None, out: Path, head
     return paths
 
 
+PAPER_COLUMNS = ("row", "dataset", "metric", "mean")
+
+
+def read_paper(path: Path) -> pd.DataFrame:
+    """The paper's numbers: a CSV with columns ``row,dataset,metric,mean`` (and optionally ``sd``).
+
+    Raises:
+        DataError: the file cannot be read, lacks a column, holds a mean that is not a number, or
+            gives one (row, dataset, metric) twice; the message names the file and the line.
+    """
+    try:
+        paper = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, pd.errors.EmptyDataError) as err:  # parser and decoding errors too
+        raise DataError(f"--paper {path}: cannot be read as a CSV table ({type(err).__name__}: {err}); "
+                        f"expected columns {','.join(PAPER_COLUMNS)},sd") from err
+    paper.columns = [str(c).strip() for c in paper.columns]
+    missing = [c for c in PAPER_COLUMNS if c not in paper.columns]
+    if missing:
+        raise DataError(f"--paper {path}: no column(s) {missing}; columns are {list(paper.columns)}, expected "
+                        f"{','.join(PAPER_COLUMNS)},sd")
+    paper = paper.apply(lambda column: column.str.strip())
+    paper.index = paper.index + 2  # line numbers: line 1 is the header
+    means = pd.to_numeric(paper["mean"], errors="coerce")
+    if means.isna().any():
+        line = means.index[means.isna()][0]
+        raise DataError(f"--paper {path}, line {line}: mean {paper['mean'][line]!r} is not a number")
+    repeated = paper.duplicated(list(PAPER_COLUMNS[:3]), keep=False)
+    if repeated.any():
+        lines = paper.index[repeated].tolist()
+        raise DataError(f"--paper {path}, lines {lines}: the same row, dataset and metric more than once; "
+                        f"keep one line each")
+    paper = paper.assign(mean=means.astype(float))
+    if "sd" in paper.columns:  # shown by no table; kept as a number where it is one
+        paper["sd"] = pd.to_numeric(paper["sd"], errors="coerce")
+    return paper.reset_index(drop=True)
+
+
+def check_roots(roots: list[str]) -> None:
+    """Every root must be an existing folder: a misspelt one would otherwise just hold no runs."""
+    for root in roots:
+        path = Path(root)
+        if not path.exists():
+            raise DataError(f"{root}: no such folder; expected a run or sweep folder holding metrics.json files")
+        if not path.is_dir():
+            raise DataError(f"{root}: is a file, not a folder; expected a run or sweep folder holding "
+                            f"metrics.json files")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("roots", nargs="+", help="run or sweep directories to search for metrics.json")
     parser.add_argument("--paper", type=Path, help="CSV of paper numbers (row,dataset,metric,mean,sd)")
     parser.add_argument("--out", type=Path, help="write OUT.md, OUT.csv and OUT.tex")
     args = parser.parse_args(argv)
-    found = scan(*args.roots)
-    lines = notes(found)
-    if found.runs.empty:
-        parser.exit(1, "\n".join([f"no finished runs (metrics.json with status complete) under "
-                                  f"{', '.join(args.roots)}", *lines, ""]))
-    paper = pd.read_csv(args.paper) if args.paper else None
-    print(layout(compare(summarize(found.runs), paper)).to_string())
-    if args.out:
-        for path in write_report(found.runs, paper, args.out, extra=lines).values():
-            print(f"wrote {path}")
-    if lines:  # last, where a reader of the output looks
-        print("\n".join(lines))
+    try:
+        check_roots(args.roots)
+        paper = read_paper(args.paper) if args.paper else None  # before the scan: a bad file fails at once
+        found = scan(*args.roots)
+        lines = notes(found)
+        if found.runs.empty:
+            parser.exit(1, "\n".join([f"no finished runs (metrics.json with status complete) under "
+                                      f"{', '.join(args.roots)}", *lines, ""]))
+        print(layout(compare(summarize(found.runs), paper)).to_string())
+        if args.out:
+            try:
+                written = write_report(found.runs, paper, args.out, extra=lines)
+            except OSError as err:  # a read-only place, a folder where a file goes, a full disk
+                raise DataError(f"--out {args.out}: cannot write the report there ({err.strerror or err}: "
+                                f"{err.filename or args.out}); expected a writable path") from err
+            for path in written.values():
+                print(f"wrote {path}")
+        if lines:  # last, where a reader of the output looks
+            print("\n".join(lines))
+    except ToolkitError as err:  # a named, expected failure: one line, no traceback
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

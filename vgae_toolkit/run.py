@@ -5,24 +5,21 @@ import json
 import logging
 import os
 import platform
-import random
 import signal
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-import numpy as np
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import vgae_toolkit
 from vgae_toolkit import distributed, interrupt
+from vgae_toolkit.builders import TASK_BUILDERS, build, build_model, check_compatible, seed_everything
 from vgae_toolkit.checkpoint import save_checkpoint
-from vgae_toolkit.errors import ConfigError, ToolkitError, TrainingError
+from vgae_toolkit.errors import ConfigError, TrainingError
+from vgae_toolkit.loggers import build_logger
 from vgae_toolkit.run_folder import folder_verdict, interrupted_state
 from vgae_toolkit.plots import plot_history
 from vgae_toolkit.process import huge_pages_enabled
@@ -30,73 +27,8 @@ from vgae_toolkit.schema import validate
 
 log = logging.getLogger(__name__)
 
-# Keys of a model config that describe it rather than being constructor arguments.
-MODEL_META_KEYS = ("name", "kind")
 # Keys of a trainer config that run() itself uses: where the model and data live.
 TRAINER_RUN_KEYS = ("device", "resume")
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def data_root(cfg: DictConfig) -> Path:
-    # Hydra does not change the working directory (hydra.job.chdir=false), so a relative
-    # data_dir means relative to where the command was started.
-    return Path(os.path.expanduser(str(cfg.paths.data_dir))).absolute()
-
-
-def build(node, key: str, **kwargs):
-    """``instantiate`` that lets the toolkit's own errors through and names the config key."""
-    try:
-        return instantiate(node, **kwargs, _convert_="all")
-    except InstantiationException as err:
-        if isinstance(err.__cause__, ToolkitError):
-            raise err.__cause__ from None
-        raise ConfigError(f"{key}: {err}") from err
-
-
-def build_link_task(cfg: DictConfig):
-    from vgae_toolkit.tasks.link import LinkPredictionTask
-
-    data = build(cfg.dataset.loader, "dataset.loader", root=data_root(cfg))
-    return LinkPredictionTask(
-        data,
-        features=cfg.dataset.features,
-        normalize_features=cfg.dataset.normalize_features,
-        val_frac=cfg.split.val_frac,
-        test_frac=cfg.split.test_frac,
-        split_seed=cfg.split.seed,
-        sampler_seed=cfg.seed,
-    )
-
-
-def build_image_task(cfg: DictConfig):
-    from vgae_toolkit.tasks.image import build_image_task
-
-    return build_image_task(cfg)
-
-
-# One builder per dataset kind; a new kind of data registers its task here.
-TASK_BUILDERS: dict[str, Callable[[DictConfig], object]] = {"graph": build_link_task, "image": build_image_task}
-
-
-def check_compatible(cfg: DictConfig) -> None:
-    model_kind, data_kind = cfg.model.kind, cfg.dataset.kind
-    if model_kind != data_kind:
-        raise ConfigError(
-            f"model={cfg.model.name} is a {model_kind} model but dataset={cfg.dataset.name} is a {data_kind} "
-            f"dataset; pick a {model_kind} dataset or a {data_kind} model"
-        )
-    if data_kind not in TASK_BUILDERS:
-        raise ConfigError(f"dataset.kind={data_kind!r}: expected one of {sorted(TASK_BUILDERS)}")
-
-
-def build_model(model_cfg: DictConfig, task) -> torch.nn.Module:
-    kwargs = {k: v for k, v in model_cfg.items() if k not in MODEL_META_KEYS}
-    return build(kwargs, "model", **task.model_kwargs())
 
 
 def write_json(path: Path, payload: dict) -> None:
@@ -156,6 +88,8 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
             fit = train(cfg, ctx, out, identity, resume, built)
             if not fit.interrupted:
                 metrics = finish(cfg, ctx, out, identity, built["task"], built["model"], fit, start)
+                if built.get("logger") is not None:
+                    built["logger"].finish(metrics)
         except KeyboardInterrupt:  # asked twice: the step in progress was abandoned
             fit = getattr(built.get("trainer"), "current", None)
             stop_run(cfg, ctx, out, identity, built.get("model"), fit, abandoned=True)
@@ -171,6 +105,8 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
 def train(cfg: DictConfig, ctx: distributed.Context, out: Path, identity: dict, resume: dict | None, built: dict):
     """Builds the task, model and trainer (into ``built``) and fits; returns the ``FitResult``."""
     seed_everything(cfg.seed)
+    # logger=csv|tensorboard|mlflow: built first, so that a missing extra stops the run before any work
+    logger = built["logger"] = build_logger(cfg, out) if ctx.is_main else None
     task = built["task"] = TASK_BUILDERS[cfg.dataset.kind](cfg).to(ctx.device)
     absent = task.splits_absent() if hasattr(task, "splits_absent") else []
     if "val" in absent and cfg.trainer.get("select", "last") == "best":
@@ -180,7 +116,8 @@ def train(cfg: DictConfig, ctx: distributed.Context, out: Path, identity: dict, 
     # monitor=auto: the task names its main validation metric (link AP, image ELBO)
     auto = {"monitor": task.primary_metric} if cfg.trainer.get("monitor") == "auto" else {}
     trainer_kwargs = {k: v for k, v in cfg.trainer.items() if k not in TRAINER_RUN_KEYS}
-    trainer = built["trainer"] = build(trainer_kwargs, "trainer", callbacks=task.callbacks(model), **auto)
+    callbacks = [*task.callbacks(model), *([logger] if logger is not None else [])]
+    trainer = built["trainer"] = build(trainer_kwargs, "trainer", callbacks=callbacks, **auto)
     evaluate = None if "val" in absent else (lambda m: task.evaluate(m, "val"))  # no validation: no monitoring
     if resume is not None and isinstance(getattr(task, "history", None), list):  # a task's own curves go on
         task.history.extend(resume["history"])

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -137,6 +139,15 @@ class IntList(Rule):
         return isinstance(value, list) and all(self.item.check(v) for v in value)
 
 
+class Mapping(Rule):
+    """A mapping of keyword arguments (handed on to a library class, which checks them)."""
+
+    what = "a mapping of keyword arguments"
+
+    def check(self, value) -> bool:
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+
+
 class AnyOf(Rule):
     """Any value one of ``rules`` accepts."""
 
@@ -178,6 +189,11 @@ COMMON: dict[str, Rule] = {
     "trainer.progress": Bool(),
     "trainer.device": Text(),  # auto, cpu, cuda or cuda:N; resolve_device checks the form and the GPU
     "trainer.resume": Bool(),
+    # logger=csv|tensorboard|mlflow (conf/logger/*); absent without a logger
+    "logger.filename": Text(),
+    "logger.subdir": Text(),
+    "logger.experiment": Text(),
+    "logger.run_name": Text(nullable=True),
 }
 
 # Keys of each model, by the class its ``_target_`` names: the same key may mean different things
@@ -194,6 +210,23 @@ MODELS: dict[str, dict[str, Rule]] = {
         "dense_self_loops": Bool(),
         "kl_weight": Real(0, nullable=True),
         "dense_max_nodes": Int(0),
+        # the parts (conf/model/{encoder,decoder,regulariser}/*.yaml)
+        "encoder.name": Text(),  # gcn, linear or a message-passing preset; the model names the choices
+        "encoder.conv": Text(),  # a torch_geometric.nn class name; the encoder checks it
+        "encoder.layers": Int(1, 64),
+        "encoder.heads": Int(1, 64),
+        "encoder.activation": Choice("relu", "elu", "prelu", "tanh", "leaky_relu", "gelu", "identity"),
+        "encoder.batch_norm": Bool(),
+        "encoder.input_dropout": Real(0, 1, high_open=True),
+        "encoder.conv_kwargs": Mapping(),
+        "decoder.name": Choice("inner_product", "hadamard_mlp"),
+        "decoder.hidden": IntList(1, MAX_WIDTH),
+        "decoder.dropout": Real(0, 1, high_open=True),
+        "regulariser.name": Choice("none", "adversarial"),
+        "regulariser.hidden": Int(1, MAX_WIDTH),
+        "regulariser.lr": Real(0, low_open=True),
+        "regulariser.steps": Int(1, 100),
+        "regulariser.weight": Real(0),
     },
     "vgae_toolkit.models.embedding.SpectralEmbedding": {
         "dim": Int(1, MAX_WIDTH),
@@ -314,6 +347,63 @@ def check_required(cfg: DictConfig) -> None:
         raise ConfigError(f"{key} is required: set it on the command line, e.g. {key}={_example(cfg, key)}")
 
 
+# Nodes whose every key is declared above and read by no builder: a key added to them (a typo such
+# as ``+split.val_fraction=0.2``) would otherwise be ignored while the default is used.
+CLOSED_NODES = ("split", "paths", "dataset")
+# Keys of ``dataset`` besides its kind's declared ones: its identity and the loader (whose keys its
+# builder checks).
+DATASET_OWN = ("name", "kind", "loader")
+
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+@lru_cache(maxsize=1)
+def top_level_keys(conf: Path = CONF) -> frozenset[str] | None:
+    """The top-level keys the shipped configs can produce: ``conf/config.yaml``'s, one per config
+    group, and those set by files of the global package (experiments, rows); ``None`` without ``conf/``."""
+    import yaml
+
+    if not (conf / "config.yaml").is_file():
+        return None
+    keys = {"hydra"} | {p.name for p in conf.iterdir() if p.is_dir()}
+    for file in conf.rglob("*.yaml"):
+        try:
+            text = file.read_text()
+            if file != conf / "config.yaml" and "@package _global_" not in text:
+                continue
+            loaded = yaml.safe_load(text)
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(loaded, dict):
+            keys |= {str(key) for key in loaded if key != "defaults"}
+    return frozenset(keys)
+
+
+def check_unknown(cfg: DictConfig) -> None:
+    """Refuse a key that no config declares at the top level or no rule declares in
+    :data:`CLOSED_NODES`, naming the keys allowed there (``+seeed=1`` would otherwise be ignored)."""
+    allowed_top = top_level_keys()
+    if allowed_top is not None and isinstance(cfg, DictConfig):
+        unknown = sorted(str(key) for key in cfg.keys() if key not in allowed_top)
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: unknown top-level key (misspelt?); the config's top-level keys are "
+                              f"{', '.join(sorted(allowed_top - {'hydra'}))}")
+    declared = {key for key, _ in rules_for(cfg)}
+    for node in CLOSED_NODES:
+        value = cfg.get(node) if isinstance(cfg, DictConfig) else None
+        if not isinstance(value, DictConfig):
+            continue
+        allowed = {key.split(".")[1] for key in declared if key.startswith(f"{node}.")}
+        if node == "dataset":
+            allowed |= set(DATASET_OWN)
+        unknown = sorted(str(key) for key in value.keys() if key not in allowed)
+        if unknown:
+            kind = f" of kind {show(_get(cfg, 'dataset.kind'))}" if node == "dataset" else ""
+            raise ConfigError(f"{node}.{unknown[0]}: unknown key (misspelt?); a {node}{kind} takes "
+                              f"{', '.join(f'{node}.{key}' for key in sorted(allowed))}")
+
+
 def validate(cfg: DictConfig) -> None:
     """Check a composed config against the declared types and ranges.
 
@@ -326,6 +416,7 @@ def validate(cfg: DictConfig) -> None:
             its range; the message names the key, the value and what is allowed.
     """
     check_required(cfg)
+    check_unknown(cfg)
     for key, rule in rules_for(cfg):
         value = _get(cfg, key)
         if value is not _ABSENT and not rule.accepts(value):

@@ -137,9 +137,9 @@ class KeySet:
     """Membership tests for a fixed set of int64 keys, fast at any size.
 
     A sorted array answers exactly with a binary search, but a search per query misses the cache
-    at every step once the array outgrows it (4.25M keys: 1.6 s for 4.7M queries here). A byte
-    table indexed by a multiplicative hash of the key, with 8 to 16 slots per key, rules out most
-    queries with one lookup (about 7% pass); only those are searched. Answers are exact either way.
+    at every step once the array outgrows it. A byte table indexed by a multiplicative hash of the
+    key, with 8 to 16 slots per key, rules out most queries with one lookup (about 7% pass); only
+    those are searched. Answers are exact either way.
     """
 
     _MULTIPLIER = 0x9E3779B97F4A7C15 - (1 << 64)  # 2^64 / golden ratio, as a signed int64
@@ -170,8 +170,8 @@ class NegativeSampler:
 
     Ordered pairs (i, j) are drawn uniformly and rejected if i = j or if {i, j} is a training edge,
     so the result is uniform over the remaining pairs. Membership is one lookup per pair in a byte
-    table of all N^2 ordered pairs where that is at most ``direct_max`` bytes (Cora 7.3 MB, CiteSeer
-    11 MB), and a :class:`KeySet` of the undirected training edges above. Both give the same pairs
+    table of all N^2 ordered pairs where that is at most ``direct_max`` bytes, and a
+    :class:`KeySet` of the undirected training edges above. Both give the same pairs
     for the same generator.
 
     On graphs of at least ``ordered_min`` nodes the pairs come ordered by their first node
@@ -179,9 +179,8 @@ class NegativeSampler:
     by counting uniform draws), the second nodes uniformly, and the few rejected pairs are drawn again
     and put in their place in the order. The same distribution (independent pairs, uniform over the
     allowed ones) in another order: the loss then reads the first nodes' rows in sequence and sums
-    their gradients as a sparse product instead of a scatter. Measured per VGAE epoch (in-process
-    A/B): 16% faster at 30k nodes, 20% at 100k, 17% at 1M; PubMed (19,717 nodes) 2.4% and Cora 7%
-    slower, so the default (25,000) leaves both, and Table 1's draws, as they were.
+    their gradients as a sparse product instead of a scatter. That pays on large graphs only, so
+    the default (25,000) leaves Cora, CiteSeer and PubMed, and Table 1's draws, as they were.
 
     Args:
         train_pos (Tensor): training edges ``[2, E]`` (either orientation).

@@ -17,7 +17,7 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.utils import coalesce, remove_self_loops, to_undirected
 
-from vgae_toolkit.errors import DataError
+from vgae_toolkit.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +249,9 @@ def load_edgelist(
     """
     import pandas as pd
 
+    if source == target:  # one column for both endpoints: every edge would be a self-loop
+        raise ConfigError(f"dataset.loader.source and dataset.loader.target both name column {source!r}; "
+                          f"expected two different columns")
     file = _resolve(root, path, "dataset.loader.path")
     sep = sep or ("\t" if file.suffix.lower() in (".tsv", ".tab") else ",")
     frame = _read_table(file, "edge list", sep)
@@ -307,12 +310,22 @@ def _read_table(file: Path, what: str, sep: str):
     import pandas as pd
 
     try:
+        # header=None: the first line is read as data and every line must have as many cells as it;
+        # with a header, pandas would turn the first cells of longer rows into an index, silently
+        # shifting every column by one.
         frame = pd.read_csv(file, sep=sep, dtype=str, keep_default_na=False, na_filter=False,
-                            skip_blank_lines=False, skipinitialspace=True)
+                            skip_blank_lines=False, skipinitialspace=True, header=None)
     except (ValueError, OSError, csv.Error, pd.errors.EmptyDataError) as err:  # parser and decoding errors
         raise DataError(f"{what} {file}: cannot be read as a table ({type(err).__name__}: {err})") from err
     frame = frame.apply(lambda column: column.str.strip())
-    frame.index = frame.index + 2  # line 1 is the header
+    names = frame.iloc[0].tolist()
+    repeated = sorted({name for name in names if name and names.count(name) > 1})
+    if repeated:
+        raise DataError(f"{what} {file}, line 1: column name(s) {repeated} appear more than once; "
+                        f"every column needs its own name")
+    frame = frame.iloc[1:]
+    frame.columns = names
+    frame.index = frame.index + 1  # the index counted lines from 0
     return frame[(frame != "").any(axis=1)]
 
 

@@ -14,14 +14,12 @@ solve: CiteSeer 57-65). We therefore regularise the graph (Amini et al., 2013; Q
 https://arxiv.org/abs/1309.4111; Zhang & Rohe, 2018, on dangling components):
 A_tau = A + tau/N 11^T, tau a small fraction of the mean degree. The graph is then connected and
 its spectrum well defined, at no extra cost: the dense rank-one term enters ARPACK's shift-invert
-mode through the Sherman-Morrison formula, so only the sparse matrix is factorised. Measured on
-2 shared cores: Cora 0.5-1.7 s, PubMed 23 s CPU (scikit-learn: 17 s wall on PubMed).
+mode through the Sherman-Morrison formula, so only the sparse matrix is factorised.
 
 DeepWalk. Uniform walks are drawn in torch, all walks advancing together, then gensim's compiled
-skip-gram (the engine of the original DeepWalk code) learns the embeddings: about 20 s CPU for
-Cora's 27,080 walks of length 80 with window 10 on one thread, 250 s for PubMed. A skip-gram
-written in torch needed about 1.3 s CPU per batch of 65,536 pairs, about 13 minutes for Cora's
-40M window pairs, so it is not offered.
+skip-gram (the engine of the original DeepWalk code) learns the embeddings. A skip-gram written
+in torch would step through tens of millions of window pairs in Python-driven batches, orders of
+magnitude slower, so it is not offered.
 """
 from __future__ import annotations
 
@@ -224,7 +222,7 @@ def deepwalk_embedding(
     # *indices* to get_vecattr, which reads an int as a *key* when it is one, so int node ids
     # silently draw negatives from a permuted distribution. (gensim 4 seeds its initial vectors
     # from ``seed``, not from hash(), so str tokens do not depend on PYTHONHASHSEED.)
-    # One shared str object per node: PubMed's 15.8M tokens then cost 0.2 GB, not 1.7 GB.
+    # One shared str object per node, not one per token: the token lists then hold references only.
     tokens = np.array([str(node) for node in range(num_nodes)], dtype=object)
     sentences = tokens[walks.numpy()].tolist()
     # sample=0: no down-sampling of frequent tokens, which drops occurrences of high-degree

@@ -6,17 +6,21 @@ a two-layer GCN encoder q(Z|X, A) over the normalised adjacency
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn.inits import glorot, zeros
 
-from vgae_toolkit.distributed import share
 from vgae_toolkit.errors import ConfigError
+from vgae_toolkit.models.decoders import InnerProductDecoder, make_decoder
+from vgae_toolkit.models.encoders import MessagePassingEncoder, accepts_edge_weight, to_posterior
 from vgae_toolkit.models.latent import Posterior
-from vgae_toolkit.models.sparse import SparseMatrix, csr_matmul
+from vgae_toolkit.models.regularisers import AdversarialRegulariser
+from vgae_toolkit.ops.dense import weighted_gram_bce_sum
+from vgae_toolkit.ops.pairs import cached_plan, inner_product, sampled_bce, share_of, sorted_pairs
+from vgae_toolkit.ops.sparse import SparseMatrix
 
 
 @dataclass
@@ -36,6 +40,10 @@ class GraphBatch:
             loss of the whole batch; ``(0, 1)`` is the whole loss.
         cache: what the model derives once from the constant parts (``x``, ``adj``, ``pos``), such
             as the gradient plan of the positive pairs; batches of one run share it.
+        edge_index: the training edges in both directions ``[2, 2E]``, for message-passing encoders.
+        edge_weight: their weights ``[2E]`` on a weighted graph, else ``None``.
+        features: the node features as a dense ``[N, F]`` tensor (what message-passing layers take),
+            or ``None`` for featureless runs.
     """
 
     x: Tensor | SparseMatrix | None
@@ -45,20 +53,24 @@ class GraphBatch:
     part: tuple[int, int] = (0, 1)
     neg_ordered: bool = False
     cache: dict = field(default_factory=dict, repr=False, compare=False)
+    edge_index: Tensor | None = None
+    edge_weight: Tensor | None = None
+    features: Tensor | None = None
 
     @property
     def num_nodes(self) -> int:
         return self.adj.size(0)
 
     def to(self, device: torch.device | str) -> GraphBatch:
-        return GraphBatch(x=None if self.x is None else self.x.to(device), adj=self.adj.to(device),
-                          pos=self.pos.to(device), neg=None if self.neg is None else self.neg.to(device),
-                          part=self.part, neg_ordered=self.neg_ordered)  # a fresh cache: plans live on one device
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return GraphBatch(x=move(self.x), adj=self.adj.to(device), pos=self.pos.to(device), neg=move(self.neg),
+                          part=self.part, neg_ordered=self.neg_ordered,  # a fresh cache: plans live on one device
+                          edge_index=move(self.edge_index), edge_weight=move(self.edge_weight),
+                          features=move(self.features))
 
     def with_negatives(self, neg: Tensor | None, part: tuple[int, int], ordered: bool = False) -> GraphBatch:
         """This epoch's batch: the same graph and cache with fresh negatives."""
-        return GraphBatch(x=self.x, adj=self.adj, pos=self.pos, neg=neg, part=part, cache=self.cache,
-                          neg_ordered=ordered)
+        return replace(self, neg=neg, part=part, neg_ordered=ordered)
 
 
 class GCNLayer(nn.Module):
@@ -146,201 +158,95 @@ class GCNEncoder(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-class _SoftplusGramSum(torch.autograd.Function):
-    """sum_ij softplus(z_i . z_j) over all N^2 pairs in blocks of rows, without an N x N matrix.
+class LinearEncoder(nn.Module):
+    """One linear graph convolution: mu = Â X W_mu, log sigma = Â X W_sigma (VGAE only).
 
-    The Gram matrix is symmetric, so only the blocks on and above the diagonal are formed (half
-    the exp/log work), and the backward pass recomputes them instead of saving N^2 logits:
-    d/dZ = 2 sigma(Z Z^T) Z. Memory is O(block x N); 2.4-2.8x faster than autograd through
-    ``softplus(z @ z.t()).sum()`` on Cora and CiteSeer (one thread). Process ``rank`` of
-    ``world_size`` takes every ``world_size``-th block of rows (the later, shorter rows spread the
-    work evenly); the parts add up to the whole sum.
+    The linear graph auto-encoders of Salha et al., *Keep It Simple: Graph Autoencoders Without
+    Graph Convolutional Networks* (https://arxiv.org/abs/1910.00942): no hidden layer, no
+    activation, the same cached Â as :class:`GCNEncoder`.
+
+    Args:
+        in_channels (int, optional): feature size; ``None`` for featureless input.
+        num_nodes (int): nodes of the graph.
+        latent (int): latent size.
+        variational (bool): add the log-sigma head.
+        bias (bool): add a bias.
     """
 
-    @staticmethod
-    def forward(ctx, z: Tensor, block: int, rank: int, world_size: int) -> Tensor:
-        ctx.save_for_backward(z)
-        ctx.block, ctx.rank, ctx.world_size = block, rank, world_size
-        n, total = z.size(0), z.new_zeros(())
-        for a in range(rank * block, n, world_size * block):
-            za = z[a:a + block]
-            total += F.softplus(za @ za.t()).sum()  # diagonal block: each pair once
-            if a + block < n:
-                total += 2 * F.softplus(za @ z[a + block:].t()).sum()  # (i, j) and (j, i)
-        return total
+    def __init__(self, *, in_channels: int | None, num_nodes: int, latent: int = 16, variational: bool = True,
+                 bias: bool = True) -> None:
+        super().__init__()
+        if latent < 1:
+            raise ConfigError(f"model.latent must be positive, got {latent}")
+        heads = 2 if variational else 1
+        self.variational = variational
+        self.conv = GCNLayer(num_nodes if in_channels is None else in_channels, heads * latent, bias, blocks=heads)
 
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:
-        (z,) = ctx.saved_tensors
-        block, n = ctx.block, z.size(0)
-        out = torch.zeros_like(z)
-        for a in range(ctx.rank * block, n, ctx.world_size * block):
-            za = z[a:a + block]
-            out[a:a + block] += torch.sigmoid(za @ za.t()) @ za
-            if a + block < n:
-                rest = z[a + block:]
-                sig = torch.sigmoid(za @ rest.t())
-                out[a:a + block] += sig @ rest
-                out[a + block:] += sig.t() @ za
-        return out * (2 * grad), None, None, None
+    def forward(self, x: Tensor | SparseMatrix | None, adj: SparseMatrix) -> Posterior:
+        out = self.conv(x, adj)  # [num_nodes, heads * latent]
+        return Posterior.from_packed(out) if self.variational else Posterior(out)
 
 
-def softplus_gram_sum(z: Tensor, block: int = 256, part: tuple[int, int] = (0, 1)) -> Tensor:
-    """``F.softplus(z @ z.t()).sum()`` with O(block x N) memory (see :class:`_SoftplusGramSum`);
-    ``part=(rank, world_size)`` sums that process's blocks of rows only."""
-    return _SoftplusGramSum.apply(z, block, *part)
+# Named presets of message-passing encoders: conf/model/encoder/<name>.yaml sets their options.
+CONVOLUTIONS = {"gat": "GATConv", "sage": "SAGEConv", "gin": "GINConv", "graphconv": "GraphConv",
+                "gcnconv": "GCNConv"}
 
 
-def share_of(pairs: Tensor, part: tuple[int, int]) -> Tensor:
-    """The columns of ``pairs`` ``[2, P]`` that process ``part = (rank, world_size)`` scores."""
-    rank, world_size = part
-    return pairs if world_size == 1 else pairs[:, share(pairs.size(1), rank, world_size)]
+def make_encoder(spec: str | dict | nn.Module, *, in_channels: int | None, num_nodes: int, hidden: int,
+                 latent: int, variational: bool, dropout: float, bias: bool) -> nn.Module:
+    """The encoder ``spec`` names: ``gcn``, ``linear``, a message-passing preset or ``{"conv": ...}``.
 
-
-PAIR_CHUNK = 32768  # pairs per chunk: two gathered [chunk, latent] blocks stay in cache
-KEEP_ROWS_MAX = 65536  # negatives up to which the sampled loss keeps their gathered rows for the backward pass
-
-
-def inner_product(z: Tensor, pairs: Tensor) -> Tensor:
-    """Decoder logits z_i·z_j for the given pairs only: ``[P]`` (no N x N tensor).
-
-    Up to ``PAIR_CHUNK`` pairs at a time: on a million-node graph the gathered rows of all pairs
-    are hundreds of MB, and streaming them through memory made the gather 2x slower per pair
-    than on a graph whose rows fit in cache.
+    A module is used as it is (``forward(x, edge_index[, edge_weight])``, see
+    :mod:`vgae_toolkit.models.encoders`).
     """
-    if pairs.size(1) <= PAIR_CHUNK:
-        return (z.index_select(0, pairs[0]) * z.index_select(0, pairs[1])).sum(dim=-1)
-    return torch.cat([inner_product(z, pairs[:, a:a + PAIR_CHUNK]) for a in range(0, pairs.size(1), PAIR_CHUNK)])
+    if isinstance(spec, nn.Module):
+        return spec
+    options = {"name": spec} if isinstance(spec, str) else dict(spec)
+    name = options.pop("name", None) or ("custom" if "conv" in options else "gcn")
+    if name == "gcn":
+        _no_options(name, options)
+        return GCNEncoder(in_channels=in_channels, num_nodes=num_nodes, hidden=hidden, latent=latent,
+                          variational=variational, dropout=dropout, bias=bias)
+    if name == "linear":
+        _no_options(name, options)
+        return LinearEncoder(in_channels=in_channels, num_nodes=num_nodes, latent=latent, variational=variational,
+                             bias=bias)
+    if name not in CONVOLUTIONS and "conv" not in options:
+        raise ConfigError(f"model.encoder.name={name!r}: expected gcn, linear, one of {sorted(CONVOLUTIONS)}, "
+                          f"or a conv= torch_geometric.nn class name")
+    options.setdefault("conv", CONVOLUTIONS.get(name))
+    return MessagePassingEncoder(in_channels=in_channels, num_nodes=num_nodes, hidden=hidden, latent=latent,
+                                 variational=variational, dropout=dropout, **options)
 
 
-def scatter_pair_grads(out: Tensor, z: Tensor, pairs: Tensor, grad: Tensor,
-                       rows: tuple[Tensor, Tensor] | tuple[()] = (), crow: Tensor | None = None) -> Tensor:
-    """``out`` += d/dZ of sum_p grad_p z_i·z_j (rows i get grad_p z_j, rows j get grad_p z_i), in chunks.
-
-    ``rows``: ``(z[i], z[j])`` for all pairs if the caller kept them from the forward pass (else gathered here).
-    ``crow``: CSR row pointers of the pairs' first nodes when ``pairs`` are ordered by them; rows i then
-    get their part as one sparse product (a gather and a sum per row, no scatter).
-    """
-    if crow is not None:
-        out.add_(csr_matmul(crow, pairs[1], grad, z))
-    for a in range(0, pairs.size(1), PAIR_CHUNK):
-        i, j, g = pairs[0, a:a + PAIR_CHUNK], pairs[1, a:a + PAIR_CHUNK], grad[a:a + PAIR_CHUNK].unsqueeze(1)
-        if crow is None:
-            out.index_add_(0, i, (rows[1][a:a + PAIR_CHUNK] if rows else z.index_select(0, j)) * g)
-        out.index_add_(0, j, (rows[0][a:a + PAIR_CHUNK] if rows else z.index_select(0, i)) * g)
-    return out
-
-
-@dataclass(frozen=True)
-class PairPlan:
-    """The gradient of pair logits as one sparse product, for pairs that stay fixed over epochs.
-
-    With g_p the gradient of logit p = z_i·z_j, dL/dZ = S Z for the N x N matrix S holding g_p at
-    (i, j) and at (j, i). Autograd through ``index_select`` scatters the rows instead
-    (``index_add``, one random write per pair and side: 1.4 ms per call on PubMed's 38k training
-    edges here); ordering S's entries by row once turns every epoch's backward pass into a gather of
-    g and one CSR product (0.3 ms).
-
-    Attributes:
-        pairs: the pairs ``[2, P]``.
-        crow, col: CSR structure of S (``2P`` entries, rows ascending).
-        src: for each entry of S, the pair whose gradient it holds.
-    """
-
-    pairs: Tensor
-    crow: Tensor
-    col: Tensor
-    src: Tensor
-
-    @classmethod
-    def build(cls, pairs: Tensor, num_nodes: int) -> PairPlan:
-        rows, cols = torch.cat([pairs[0], pairs[1]]), torch.cat([pairs[1], pairs[0]])
-        order = torch.argsort(rows * num_nodes + cols)
-        crow = torch.zeros(num_nodes + 1, dtype=torch.long, device=pairs.device)
-        crow[1:] = torch.bincount(rows, minlength=num_nodes).cumsum(0)
-        return cls(pairs, crow, cols[order], order % pairs.size(1))
-
-    def logits(self, z: Tensor) -> Tensor:
-        """``inner_product(z, self.pairs)`` with the planned backward pass."""
-        return _PlannedPairLogits.apply(z, self)
-
-
-class _PlannedPairLogits(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, z: Tensor, plan: PairPlan) -> Tensor:
-        ctx.save_for_backward(z)
-        ctx.plan = plan
-        return inner_product(z, plan.pairs)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        (z,) = ctx.saved_tensors
-        plan = ctx.plan
-        return csr_matmul(plan.crow, plan.col, grad.index_select(0, plan.src), z), None
-
-
-def sorted_pairs(pairs: Tensor, num_nodes: int) -> Tensor:
-    """``pairs`` ordered by first, then second node: for a loss that only sums over them, the same
-    terms, and the rows of Z that the pairs gather are read in order instead of at random (the split
-    shuffles the edges). On a million-node graph, whose Z does not fit in cache, that is most of the
-    cost of the edges' forward pass."""
-    return pairs.index_select(1, torch.argsort(pairs[0] * num_nodes + pairs[1]))
-
-
-def cached_plan(cache: dict, key: object, source: Tensor, make_pairs, num_nodes: int) -> PairPlan:
-    """The :class:`PairPlan` of ``make_pairs()``, pairs that stay fixed while ``source`` (a constant
-    tensor of the batch) does: built on first use and kept in ``cache[key]``."""
-    entry = cache.get(key)
-    if entry is None or entry[0] is not source:
-        entry = cache[key] = (source, PairPlan.build(make_pairs(), num_nodes))
-    return entry[1]
-
-
-class _SampledBCE(torch.autograd.Function):
-    """w_pos sum_edges softplus(-z_i·z_j) + w_neg sum_negatives softplus(z_i·z_j), one autograd node.
-
-    The edges' gradient goes through their :class:`PairPlan`; the negatives, fresh every epoch, are
-    scattered with ``index_add`` (:func:`scatter_pair_grads`; on the first nodes' side one CSR product
-    when ``ordered``). Equal to autograd through :func:`inner_product` and ``softplus`` (tested),
-    without its dozen nodes per epoch.
-    """
-
-    @staticmethod
-    def forward(ctx, z: Tensor, plan: PairPlan, neg: Tensor, w_pos: float, w_neg: float, ordered: bool) -> Tensor:
-        ctx.crow = None
-        if ordered:  # the negatives' first nodes are in order: CSR row pointers for the backward pass
-            ctx.crow = torch.zeros(z.size(0) + 1, dtype=neg.dtype, device=neg.device)
-            ctx.crow[1:] = torch.bincount(neg[0], minlength=z.size(0)).cumsum(0)
-        pos_logits = inner_product(z, plan.pairs)
-        if neg.size(1) <= KEEP_ROWS_MAX:  # keep the gathered rows (8 MB at most): the backward pass needs them
-            rows = (z.index_select(0, neg[0]), z.index_select(0, neg[1]))
-            neg_logits = (rows[0] * rows[1]).sum(dim=-1)
-        else:  # on large graphs they would be hundreds of MB: gathered again in the backward pass, in chunks
-            rows, neg_logits = (), inner_product(z, neg)
-        ctx.save_for_backward(z, pos_logits, neg_logits, neg, *rows)
-        ctx.plan, ctx.w_pos, ctx.w_neg = plan, w_pos, w_neg
-        return w_pos * F.softplus(-pos_logits).sum() + w_neg * F.softplus(neg_logits).sum()
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        z, pos_logits, neg_logits, neg, *rows = ctx.saved_tensors
-        plan = ctx.plan
-        g_pos = torch.sigmoid(-pos_logits).mul_(-ctx.w_pos * grad)  # d softplus(-l)/dl = -sigma(-l)
-        g_neg = torch.sigmoid(neg_logits).mul_(ctx.w_neg * grad)
-        out = csr_matmul(plan.crow, plan.col, g_pos.index_select(0, plan.src), z)
-        return scatter_pair_grads(out, z, neg, g_neg, tuple(rows), ctx.crow), None, None, None, None, None
+def _no_options(name: str, options: dict) -> None:
+    if options:
+        raise ConfigError(f"model.encoder={name} takes its settings from model.hidden, model.latent, model.dropout "
+                          f"and model.bias; got encoder options {sorted(options)}")
 
 
 class GraphAutoEncoder(nn.Module):
-    """GAE (``variational=False``) or VGAE with a choice of reconstruction loss.
+    """A graph auto-encoder: encoder x decoder x regulariser x reconstruction loss.
+
+    GAE (``variational=False``) and VGAE (Kipf & Welling 2016) by default: the two-layer GCN encoder and
+    the inner-product decoder, which run on fused kernels (:mod:`vgae_toolkit.ops`). Other encoders
+    (:func:`make_encoder`), decoders (:mod:`~vgae_toolkit.models.decoders`) and the adversarial
+    regulariser (:mod:`~vgae_toolkit.models.regularisers`) compose with the same losses.
 
     Args:
         in_channels, num_nodes: filled in from the data at run time.
-        hidden, latent, variational, dropout, bias: see :class:`GCNEncoder`.
+        hidden, latent, variational, dropout, bias: see :class:`GCNEncoder` (other encoders take
+            ``hidden``, ``latent`` and ``dropout`` too).
+        encoder (str, dict or nn.Module): ``gcn`` (default), ``linear``, a message-passing preset
+            (``gat``, ``sage``, ``gin``, ``graphconv``) or its options as a dict, or a module.
+        decoder (str or dict): ``inner_product`` (default) or ``hadamard_mlp`` (a dict adds options).
+        regulariser (dict, optional): ``{"name": "adversarial", ...}`` for ARGA/ARGVA; ``None`` or
+            ``{"name": "none"}`` for none besides the KL of a variational model.
         recon (str): ``dense`` — the paper's weighted BCE over all N^2 pairs with
             ``pos_weight`` and ``norm`` (reference code, ``optimizer.py``), O(N^2) time but
-            O(block x N) memory (:func:`softplus_gram_sum`); ``sampled`` — BCE on the training edges and
-            ``neg_ratio`` uniform negatives per edge, O(E) per epoch; ``auto`` — ``dense`` up
+            O(block x N) memory (:func:`~vgae_toolkit.ops.dense.weighted_gram_bce_sum`);
+            ``sampled`` — BCE on the training edges and ``neg_ratio`` uniform negatives per edge,
+            O(E) per epoch (:func:`~vgae_toolkit.ops.pairs.sampled_bce`); ``auto`` — ``dense`` up
             to ``dense_max_nodes`` nodes, ``sampled`` above (the resolved choice is ``self.recon``).
         neg_ratio (int): sampled negatives per positive edge (``recon=sampled``).
         dense_self_loops (bool): the dense loss's labels are A_train + I (``True``): the paper's A,
@@ -350,7 +256,7 @@ class GraphAutoEncoder(nn.Module):
         kl_weight (float, optional): weight of the node-averaged KL; ``None`` = 1/N, the
             reference code's factor (it divides the mean KL by N once more).
         dense_max_nodes (int): largest graph for which ``recon=auto`` picks ``dense`` (an explicit
-            ``recon=dense`` runs at any size: PubMed takes about 2.5 s per epoch on one core).
+            ``recon=dense`` runs at any size).
     """
 
     kind = "graph"
@@ -358,24 +264,40 @@ class GraphAutoEncoder(nn.Module):
     def __init__(self, *, in_channels: int | None, num_nodes: int, hidden: int = 32, latent: int = 16,
                  variational: bool = True, dropout: float = 0.0, bias: bool = True, recon: str = "auto",
                  neg_ratio: int = 1, kl_weight: float | None = None, dense_max_nodes: int = 10_000,
-                 dense_self_loops: bool = True) -> None:
+                 dense_self_loops: bool = True, encoder: str | dict | nn.Module = "gcn",
+                 decoder: str | dict = "inner_product", regulariser: dict | None = None) -> None:
         super().__init__()
+        self.encoder = make_encoder(encoder, in_channels=in_channels, num_nodes=num_nodes, hidden=hidden,
+                                    latent=latent, variational=variational, dropout=dropout, bias=bias)
+        self.builtin = isinstance(self.encoder, (GCNEncoder, LinearEncoder))  # takes the cached Â
+        self.variational = variational
+        options = {"name": decoder} if isinstance(decoder, str) else dict(decoder)
+        self.decoder = make_decoder(options.pop("name", "inner_product"), latent, **options)
+        self.fused = isinstance(self.decoder, InnerProductDecoder)  # the inner product's fast kernels apply
+        options = dict(regulariser or {"name": "none"})
+        name = options.pop("name", "none")
+        if name not in ("none", "adversarial"):
+            raise ConfigError(f"model.regulariser.name={name!r}: expected 'none' or 'adversarial'")
+        self.regulariser = AdversarialRegulariser(latent=latent, **options) if name == "adversarial" else None
         if recon not in ("auto", "sampled", "dense"):
             raise ConfigError(f"model.recon: expected 'auto', 'sampled' or 'dense', got {recon!r}")
         if recon == "auto":
-            recon = "dense" if num_nodes <= dense_max_nodes else "sampled"
+            recon = "dense" if num_nodes <= dense_max_nodes and self.fused else "sampled"
+        if recon == "dense" and not self.fused:
+            raise ConfigError("model.recon=dense scores all N^2 pairs and needs the inner-product decoder; "
+                              "use model.recon=sampled (or auto) with this decoder")
         if recon == "sampled" and neg_ratio < 1:
             raise ConfigError(f"model.neg_ratio must be at least 1 with recon=sampled, got {neg_ratio}")
-        self.encoder = GCNEncoder(in_channels=in_channels, num_nodes=num_nodes, hidden=hidden, latent=latent,
-                                  variational=variational, dropout=dropout, bias=bias)
         self.recon, self.neg_ratio, self.dense_self_loops = recon, neg_ratio, bool(dense_self_loops)
         self.kl_weight = 1.0 / num_nodes if kl_weight is None else float(kl_weight)
 
     def describe(self) -> dict:
-        """The resolved loss settings, for ``metrics.json``."""
+        """The resolved loss settings and parts, for ``metrics.json``."""
         return {"recon": self.recon, "kl_weight": self.kl_weight,
                 "neg_ratio": self.neg_ratio if self.recon == "sampled" else None,
-                "dense_self_loops": self.dense_self_loops if self.recon == "dense" else None}
+                "dense_self_loops": self.dense_self_loops if self.recon == "dense" else None,
+                "encoder": type(self.encoder).__name__, "decoder": type(self.decoder).__name__,
+                "regulariser": None if self.regulariser is None else type(self.regulariser).__name__}
 
     @property
     def negatives_per_positive(self) -> int:
@@ -383,16 +305,40 @@ class GraphAutoEncoder(nn.Module):
         return self.neg_ratio if self.recon == "sampled" else 0
 
     def encode(self, batch: GraphBatch) -> Posterior:
-        return self.encoder(batch.x, batch.adj)
+        if self.builtin:
+            return self.encoder(batch.x, batch.adj)
+        if batch.edge_index is None:
+            raise ConfigError("a message-passing encoder needs the batch's edge_index (the task provides it)")
+        if batch.edge_weight is None:
+            return to_posterior(self.encoder(batch.features, batch.edge_index), self.variational)
+        if not accepts_edge_weight(self.encoder):
+            raise ConfigError(f"the graph has edge weights, but the encoder {type(self.encoder).__name__} takes no "
+                              f"edge_weight argument; use model/encoder=gcn (weighted Â) or drop the weights")
+        return to_posterior(self.encoder(batch.features, batch.edge_index, batch.edge_weight), self.variational)
 
     def loss(self, batch: GraphBatch) -> dict[str, Tensor]:
         posterior = self.encode(batch)
         z, kl = posterior.rsample_and_mean_kl()  # z: [num_nodes, latent]; kl: mean over nodes
         if self.recon == "dense":
             recon = self._dense_recon(z, batch.pos, batch.part, batch.cache, self.dense_self_loops)
-        else:
+        elif self.fused:
             recon = self._sampled_recon(z, batch)
-        return {"loss": recon + self.kl_weight * kl, "recon": recon, "kl": kl}
+        else:
+            recon = self._decoded_recon(z, batch)
+        out = {"loss": recon + self.kl_weight * kl, "recon": recon, "kl": kl}
+        if self.regulariser is not None:  # ARGA/ARGVA: fool the adversary
+            adversarial = self.regulariser(z)
+            out.update(loss=out["loss"] + adversarial["loss"], adv=adversarial["loss"], disc=adversarial["disc"])
+        return out
+
+    def _decoded_recon(self, z: Tensor, batch: GraphBatch) -> Tensor:
+        """The sampled loss through any decoder: mean BCE of the edges plus mean BCE of the negatives."""
+        if batch.neg is None:
+            raise ValueError("recon=sampled needs negatives in the batch")
+        part = batch.part
+        pos, neg = self.decoder(z, share_of(batch.pos, part)), self.decoder(z, share_of(batch.neg, part))
+        # -log sigma(l) = softplus(-l), -log(1 - sigma(l)) = softplus(l); shares scaled as in sampled_bce
+        return part[1] * (F.softplus(-pos).sum() / batch.pos.size(1) + F.softplus(neg).sum() / batch.neg.size(1))
 
     def _sampled_recon(self, z: Tensor, batch: GraphBatch) -> Tensor:
         if batch.neg is None:
@@ -402,26 +348,20 @@ class GraphAutoEncoder(nn.Module):
                            lambda: sorted_pairs(share_of(batch.pos, part), z.size(0)), z.size(0))
         # mean over all pairs of -log sigma(l) (edges) and -log(1 - sigma(l)) (negatives); with several
         # processes, this process's sums scaled so that the mean over processes is that mean
-        return _SampledBCE.apply(z, plan, share_of(batch.neg, part),  # (a share of ordered pairs is ordered)
-                                 part[1] / batch.pos.size(1), part[1] / batch.neg.size(1), batch.neg_ordered)
+        return sampled_bce(z, plan, share_of(batch.neg, part),  # (a share of ordered pairs is ordered)
+                           part[1] / batch.pos.size(1), part[1] / batch.neg.size(1), batch.neg_ordered)
 
     @staticmethod
     def _dense_recon(z: Tensor, pos: Tensor, part: tuple[int, int] = (0, 1), cache: dict | None = None,
                      self_loops: bool = True) -> Tensor:
         # Paper and reference code: labels A_train + I over all N^2 pairs (self_loops=False: A_train,
         # no self-pair labelled); pos_weight and norm use the edge count of A_train without the
-        # self-loops. Summing softplus(l) over all pairs and correcting on the positives avoids an
-        # N x N label matrix:
-        # p*y*softplus(-l) + (1-y)*softplus(l) = softplus(l) + y*(p*softplus(-l) - softplus(l)).
+        # self-loops.
         n = z.size(0)
         num_ones = 2 * pos.size(1)
         pos_weight = (n * n - num_ones) / num_ones
         norm = n * n / (2.0 * (n * n - num_ones))
-        total = softplus_gram_sum(z, part=part)
-        diag = torch.arange(n if self_loops else 0, device=z.device)
-        labelled = lambda: share_of(torch.cat([pos, pos.flip(0), torch.stack([diag, diag])], dim=1), part)  # noqa: E731
-        logits = cached_plan({} if cache is None else cache, ("dense", part, self_loops), pos, labelled, n).logits(z)
-        total = total + (pos_weight * F.softplus(-logits) - F.softplus(logits)).sum()
+        total = weighted_gram_bce_sum(z, pos, pos_weight, part, cache, self_loops)
         if part[1] > 1:  # this process's share of the sum: the mean over processes is the whole loss
             total = total * part[1]
         return norm * total / (n * n)
@@ -429,4 +369,5 @@ class GraphAutoEncoder(nn.Module):
     @torch.no_grad()
     def score(self, batch: GraphBatch, pairs: Tensor) -> Tensor:
         """Logits of the given pairs from the posterior means (as the reference evaluation)."""
-        return inner_product(self.encode(batch).mu, pairs)
+        mu = self.encode(batch).mu
+        return inner_product(mu, pairs) if self.fused else self.decoder(mu, pairs)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from vgae_toolkit.ops.sampling import sample_and_mean_kl
+
 # exp(2 * 10) is already ~5e8; larger log-stds only overflow (PyG clamps at the same value).
 MAX_LOGSTD = 10.0
 
@@ -88,77 +90,13 @@ class Posterior:
         """``(self.rsample(), self.kl().mean())`` in one autograd node.
 
         The same sample (one ``randn`` of the same shape) and the same values; the backward pass is
-        written out (d/d mu = g_z + g_kl mu / B; d/d log sigma = g_z sigma eps + g_kl (sigma^2 - 1) / B,
-        zero where the clamp is active) instead of a dozen elementwise nodes, which is most of the
-        cost of the sample and the KL on graphs of a few thousand nodes.
+        written out (:func:`~vgae_toolkit.ops.sampling.sample_and_mean_kl`) instead of a dozen
+        elementwise nodes.
         """
         if self.logstd is None:
             return self.mu, self.mu.new_zeros(())
         eps = torch.randn(self.mu.shape, dtype=self.mu.dtype, device=self.mu.device)
-        if self.packed is not None:
-            return _PackedSampleAndMeanKL.apply(self.packed, eps)
-        return _SampleAndMeanKL.apply(self.mu, self.logstd, eps)
-
-
-def _sample_and_mean_kl(ctx, first: Tensor, mu: Tensor, logstd: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
-    """The forward pass of both sampling nodes: saves ``first`` (the input that holds ``mu``) and what the
-    backward pass needs."""
-    clamped = logstd.clamp(max=MAX_LOGSTD)
-    std = clamped.exp()
-    noise = std * eps
-    z = mu + noise
-    rows = mu.numel() // mu.size(-1)  # the KL is averaged over every row of the sample
-    # mean over rows of sum_d 0.5 (mu^2 + sigma^2 - 1 - 2 log sigma)  (AEVB App. B)
-    kl = 0.5 * ((mu * mu).sum() + (std * std).sum() - 2 * clamped.sum()) / rows - 0.5 * mu.size(-1)
-    ctx.save_for_backward(first, std, noise, logstd > MAX_LOGSTD)
-    ctx.rows = rows
-    return z, kl
-
-
-def _sample_and_mean_kl_grads(ctx, mu: Tensor, grad_z: Tensor | None, grad_kl: Tensor | None,
-                              grad_mu: Tensor, grad_logstd: Tensor) -> None:
-    """Writes d/d mu and d/d log sigma of the sampling node into ``grad_mu`` and ``grad_logstd``."""
-    _, std, noise, clamped = ctx.saved_tensors
-    if grad_z is None:
-        grad_mu.zero_()
-        grad_logstd.zero_()
-    else:
-        grad_mu.copy_(grad_z)
-        torch.mul(grad_z, noise, out=grad_logstd)  # d z / d log sigma = sigma eps
-    if grad_kl is not None:
-        scale = grad_kl / ctx.rows
-        grad_mu.addcmul_(mu, scale)  # d KL / d mu = mu
-        grad_logstd.addcmul_(std * std - 1.0, scale)  # d KL / d log sigma = sigma^2 - 1
-    grad_logstd.masked_fill_(clamped, 0.0)
-
-
-class _SampleAndMeanKL(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, mu: Tensor, logstd: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
-        return _sample_and_mean_kl(ctx, mu, mu, logstd, eps)
-
-    @staticmethod
-    def backward(ctx, grad_z: Tensor | None, grad_kl: Tensor | None) -> tuple[Tensor, Tensor, None]:
-        mu = ctx.saved_tensors[0]
-        grad_mu, grad_logstd = torch.empty_like(mu), torch.empty_like(mu)
-        _sample_and_mean_kl_grads(ctx, mu, grad_z, grad_kl, grad_mu, grad_logstd)
-        return grad_mu, grad_logstd, None
-
-
-class _PackedSampleAndMeanKL(torch.autograd.Function):
-    """:class:`_SampleAndMeanKL` of the halves of one ``[batch, 2 * latent]`` tensor, whose gradient
-    is written into the halves of one tensor of that shape."""
-
-    @staticmethod
-    def forward(ctx, both: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
-        return _sample_and_mean_kl(ctx, both, *both.chunk(2, dim=-1), eps)
-
-    @staticmethod
-    def backward(ctx, grad_z: Tensor | None, grad_kl: Tensor | None) -> tuple[Tensor, None]:
-        both = ctx.saved_tensors[0]
-        grad = torch.empty_like(both)
-        _sample_and_mean_kl_grads(ctx, both.chunk(2, dim=-1)[0], grad_z, grad_kl, *grad.chunk(2, dim=-1))
-        return grad, None
+        return sample_and_mean_kl(self.mu, self.logstd, eps, MAX_LOGSTD, self.packed)
 
 
 LOG_2PI = float(torch.log(torch.tensor(2 * torch.pi)))

@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from vgae_toolkit.builders import build, data_root
 from vgae_toolkit.data.images import BINARIZE_MODES, MAX_CLASSES, ImageBatches, ImageData
 from vgae_toolkit.data.images import binarize as binarize_images
 from vgae_toolkit.errors import ConfigError, DataError
@@ -190,7 +191,7 @@ class ImageDensityTask:
         self.history.append(record)
 
     def artefacts(self, model: nn.Module, out_dir: Path) -> list[Path]:
-        from vgae_toolkit import plots_vae
+        from vgae_toolkit.plots import vae as plots_vae
 
         out_dir, shape = Path(out_dir), self.data.shape
         model.eval()
@@ -235,8 +236,6 @@ def load_images(cfg: DictConfig) -> ImageData:
     """Instantiates ``cfg.dataset.loader``, passing the data root to loaders that read files."""
     from hydra.utils import get_method
 
-    from vgae_toolkit.run import build, data_root
-
     loader = cfg.dataset.loader
     try:
         params = inspect.signature(get_method(loader._target_)).parameters
@@ -267,6 +266,11 @@ def build_image_task(cfg: DictConfig) -> ImageDensityTask:
     """The image task from a composed config (``dataset.kind: image``)."""
     conditional = cfg.model.get("num_classes") is not None
     data = load_images(cfg)
+    wanted = cfg.model.get("num_classes")
+    if conditional and wanted != "auto" and data.num_classes is not None and wanted != data.num_classes:
+        # the model is built for the data's classes: another number would be ignored without a word
+        raise ConfigError(f"model.num_classes={wanted}, but the labels of dataset={cfg.dataset.name} have "
+                          f"{data.num_classes} classes; use model.num_classes=auto or {data.num_classes}")
     ds = cfg.dataset
     task = ImageDensityTask(data, conditional=conditional, batch_size=ds.batch_size, binarize=ds.binarize,
                             val_size=ds.val_size, val_seed=ds.val_seed, track_test=ds.track_test,

@@ -10,16 +10,21 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
-from vgae_toolkit.errors import DataError
+from vgae_toolkit.errors import ConfigError, DataError
+from vgae_toolkit.graph_input import prepare_graph
 from vgae_toolkit.metrics import link_scores
 from vgae_toolkit.models.graph import GraphBatch
-from vgae_toolkit.models.sparse import SparseMatrix, maybe_sparse
+from vgae_toolkit.ops.sparse import SparseMatrix, maybe_sparse
 from vgae_toolkit.splits import LinkSplit, NegativeSampler, split_edges
 
 
-def normalized_adjacency(edge_index: Tensor, num_nodes: int) -> SparseMatrix:
-    """Â = D^-1/2 (A + I) D^-1/2 as a cached, symmetric CSR matrix, computed once per run."""
-    edge_index, weight = gcn_norm(edge_index, None, num_nodes, add_self_loops=True)
+def normalized_adjacency(edge_index: Tensor, num_nodes: int, edge_weight: Tensor | None = None) -> SparseMatrix:
+    """Â = D^-1/2 (A + I) D^-1/2 as a cached, symmetric CSR matrix, computed once per run.
+
+    With ``edge_weight``, A holds the weights and D their sums (self-loops of weight 1), as
+    ``torch_geometric.nn.GCNConv`` normalises a weighted graph.
+    """
+    edge_index, weight = gcn_norm(edge_index, edge_weight, num_nodes, add_self_loops=True)
     order = torch.argsort(edge_index[0] * num_nodes + edge_index[1])
     row, col, weight = edge_index[0][order], edge_index[1][order], weight[order]
     crow = torch.zeros(num_nodes + 1, dtype=torch.long)
@@ -27,6 +32,21 @@ def normalized_adjacency(edge_index: Tensor, num_nodes: int) -> SparseMatrix:
     with warnings.catch_warnings():  # "sparse CSR is in beta": we rely only on matmul
         warnings.simplefilter("ignore", UserWarning)
         return SparseMatrix(torch.sparse_csr_tensor(crow, col, weight, (num_nodes, num_nodes)))
+
+
+def training_weights(data: Data, edge_index: Tensor) -> Tensor | None:
+    """The weights of the graph's edges at ``edge_index`` (``None`` for an unweighted graph)."""
+    weight = getattr(data, "edge_weight", None)
+    if weight is None:
+        return None
+    n = data.num_nodes
+    keys = data.edge_index[0] * n + data.edge_index[1]
+    order = torch.argsort(keys)
+    wanted = edge_index[0] * n + edge_index[1]
+    at = torch.searchsorted(keys[order], wanted).clamp_(max=keys.numel() - 1)
+    if not bool((keys[order][at] == wanted).all()):
+        raise DataError("the training edges must be edges of the graph to take their weights")
+    return weight[order][at]
 
 
 class TrainEpochs:
@@ -58,27 +78,40 @@ class TrainEpochs:
 class LinkPredictionTask:
     """Split a graph, feed the encoder the training edges only, score held-out pairs.
 
+    A user's graph is checked first (:func:`~vgae_toolkit.graph_input.prepare_graph`): directed edges
+    are symmetrised and duplicates and self-loops dropped, each change logged with its count.
+
     Args:
-        data (Data): an undirected graph from :mod:`vgae_toolkit.data.graphs`.
+        data (Data): a graph, e.g. from :mod:`vgae_toolkit.data.graphs`; ``edge_weight`` (optional)
+            weights Â and is handed to message-passing encoders.
         features (bool): use node features; ``False`` gives the paper's GAE*/VGAE*.
         normalize_features (bool): row-normalise features (PyG's example does; the paper's code does not).
         val_frac, test_frac (float): held-out edge fractions (paper: 0.05, 0.10).
         split_seed (int): seeds the split and fixed negatives (same for every model).
         sampler_seed (int): seeds the per-epoch training negatives.
+        split (LinkSplit, optional): a split made elsewhere, used as given (``data`` then holds the
+            training graph); the fractions and ``split_seed`` are unused.
     """
 
     def __init__(self, data: Data, *, features: bool = True, normalize_features: bool = False,
-                 val_frac: float = 0.05, test_frac: float = 0.10, split_seed: int = 0, sampler_seed: int = 0) -> None:
-        self.data = data
-        self.split: LinkSplit = split_edges(data.edge_index, data.num_nodes, val_frac=val_frac,
-                                            test_frac=test_frac, seed=split_seed)
+                 val_frac: float = 0.05, test_frac: float = 0.10, split_seed: int = 0, sampler_seed: int = 0,
+                 split: LinkSplit | None = None) -> None:
+        self.data = data = prepare_graph(data)
+        self.split: LinkSplit = split if split is not None else split_edges(
+            data.edge_index, data.num_nodes, val_frac=val_frac, test_frac=test_frac, seed=split_seed)
         x = data.x if features else None
         if x is not None and normalize_features:
+            if bool((x < 0).any()):
+                raise ConfigError("dataset.normalize_features=true divides each row by its sum, which needs "
+                                  "non-negative features (e.g. word counts); these have negative values")
             x = x / x.sum(dim=1, keepdim=True).clamp(min=1e-12)
         self.x = x
-        adj = normalized_adjacency(self.split.train_edge_index, data.num_nodes)
+        edge_index = self.split.train_edge_index  # [2, 2E]: what the encoder sees, at every stage
+        weight = training_weights(data, edge_index)
+        adj = normalized_adjacency(edge_index, data.num_nodes, weight)
         # bag-of-words features (Cora: 1.3% non-zero) are multiplied as a cached sparse matrix
-        self.batch = GraphBatch(x=None if x is None else maybe_sparse(x), adj=adj, pos=self.split.train_pos)
+        self.batch = GraphBatch(x=None if x is None else maybe_sparse(x), adj=adj, pos=self.split.train_pos,
+                                edge_index=edge_index, edge_weight=weight, features=x)
         self.sampler = NegativeSampler(self.split.train_pos, data.num_nodes,
                                        torch.Generator().manual_seed(sampler_seed))
 

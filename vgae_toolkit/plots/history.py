@@ -1,4 +1,4 @@
-"""Figures written as PNG files (matplotlib's object API: no global pyplot state)."""
+"""Training and validation curves of a run, and the PNG writer shared by every figure."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -9,7 +9,7 @@ Kipf & Welling, *Variational Graph Auto-Encoders* (https://arxiv.org/abs/1611.07
 Nothing is retrained: each run directory's checkpoint holds the weights (for SC and DW, the fitted
 embedding) and the resolved config, from which the split and the model are rebuilt::
 
-    python -m vgae_toolkit.plots_graph SWEEP_DIR [SWEEP_DIR ...] --out experiments/table1 [--seed 0]
+    python -m vgae_toolkit.plots.graph SWEEP_DIR [SWEEP_DIR ...] --out experiments/table1 [--seed 0]
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 from torch import Tensor
 
 from vgae_toolkit import predict
-from vgae_toolkit.plots import save_figure
+from vgae_toolkit.plots.history import save_figure
 from vgae_toolkit.report import DATASET_ORDER, ROW_ORDER, collect
 
 DISPLAY_NAMES = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}

@@ -5,9 +5,9 @@ training samples seen for several runs (Fig. 2).
 
 From the command line, over finished run directories (or sweep directories that hold them)::
 
-    python -m vgae_toolkit.plots_vae figure2 SWEEP_DIR [SWEEP_DIR ...] --out experiments/vae
-    python -m vgae_toolkit.plots_vae figure4 SWEEP_DIR --out experiments/vae
-    python -m vgae_toolkit.plots_vae figure5 SWEEP_DIR --out experiments/vae
+    python -m vgae_toolkit.plots.vae figure2 SWEEP_DIR [SWEEP_DIR ...] --out experiments/vae
+    python -m vgae_toolkit.plots.vae figure4 SWEEP_DIR --out experiments/vae
+    python -m vgae_toolkit.plots.vae figure5 SWEEP_DIR --out experiments/vae
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 from torch import Tensor, nn
 
-from vgae_toolkit.plots import save_figure
-from vgae_toolkit.plots_images import save_image_grid
+from vgae_toolkit.plots.history import save_figure
+from vgae_toolkit.plots.images import save_image_grid
 
 SEED = 0  # every figure draws its z from this seed, so reruns of a model give the same picture
 
@@ -230,7 +230,7 @@ def image_panels(dirs: list[str | Path], png: str, path: str | Path, title: str,
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m vgae_toolkit.plots_vae", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m vgae_toolkit.plots.vae", description=__doc__.split("\n\n")[0])
     parser.add_argument("figure", choices=["figure2", "figure4", "figure5"])
     parser.add_argument("dirs", nargs="+", help="run directories or sweep directories that hold them")
     parser.add_argument("--out", default="experiments/vae", help="folder for the figure (default: experiments/vae)")

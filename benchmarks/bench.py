@@ -1,6 +1,6 @@
 """Speed and memory against the reference loops, measured side by side in one run.
 
-    python -m vgae_toolkit.bench [--sections link,featureless,vae,scaling] [--out experiments/bench/results.md]
+    python benchmarks/bench.py [--sections link,featureless,vae,scaling] [--out experiments/bench/results.md]
 
 Sections (``make bench`` runs them all; the data root is ``--data-dir`` or ``VGAE_TOOLKIT_DATA``):
 
@@ -402,9 +402,9 @@ def scaling_epochs(size: int, largest: int, epochs: int, cap: int = 1000) -> int
 
 
 def run_child(args: list[str], timeout: float = 1800) -> dict:
-    """Run ``python -m vgae_toolkit.bench --child ...`` and return its last JSON line."""
+    """Run ``python benchmarks/bench.py --child ...`` (this file) and return its last JSON line."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.run([sys.executable, "-m", "vgae_toolkit.bench", "--child", *args], capture_output=True,
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", *args], capture_output=True,
                           text=True, env=env, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark child {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
@@ -515,7 +515,7 @@ def render(results: dict, command: str, wall: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m vgae_toolkit.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python benchmarks/bench.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
     parser.add_argument("--data-dir", default=os.environ.get("VGAE_TOOLKIT_DATA", "data"))
     parser.add_argument("--out", default="experiments/bench/results.md")
@@ -573,7 +573,7 @@ def main(argv: list[str] | None = None) -> None:
     shown = list(argv if argv is not None else sys.argv[1:])
     if "--data-dir" in shown[:-1]:  # a machine's path does not belong in a committed report
         shown[shown.index("--data-dir") + 1] = "$VGAE_TOOLKIT_DATA"
-    command = "python -m vgae_toolkit.bench " + " ".join(shown)
+    command = "python benchmarks/bench.py " + " ".join(shown)
     report = render(results, command.strip(), time.perf_counter() - start)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

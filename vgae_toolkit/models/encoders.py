@@ -1,0 +1,136 @@
+"""Graph encoders beyond the built-in GCN: any ``torch_geometric.nn`` convolution, or a user's module.
+
+Every encoder maps the node features and the training graph to the posterior's parameters: ``[N, d]``
+(GAE, ARGA), ``[N, 2d]`` with the halves mu and log sigma, or a pair ``(mu, logstd)`` (VGAE, ARGVA).
+:func:`to_posterior` turns any of these into a :class:`~vgae_toolkit.models.latent.Posterior`.
+
+A message-passing encoder is called as ``encoder(x, edge_index)``, or ``encoder(x, edge_index,
+edge_weight)`` when the graph is weighted, with ``edge_index`` the training edges in both directions
+(cached once per run). Without node features, ``x`` is a learnable ``[N, width]`` embedding, the
+counterpart of the built-in GCN's per-node first-layer weights.
+"""
+from __future__ import annotations
+
+import inspect
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vgae_toolkit.errors import ConfigError
+from vgae_toolkit.models.latent import Posterior
+
+ACTIVATIONS = {"relu": F.relu, "elu": F.elu, "prelu": None, "tanh": torch.tanh, "leaky_relu": F.leaky_relu,
+               "gelu": F.gelu, "identity": lambda h: h}
+
+
+def conv_class(name: str) -> type[nn.Module]:
+    """The ``torch_geometric.nn`` convolution called ``name`` (``GATConv``, ``SAGEConv``, ...)."""
+    import torch_geometric.nn as pyg_nn
+
+    cls = getattr(pyg_nn, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, pyg_nn.MessagePassing)):
+        known = sorted(n for n in dir(pyg_nn) if n.endswith("Conv"))
+        raise ConfigError(f"model.encoder.conv={name!r} is not a torch_geometric.nn convolution; "
+                          f"expected one of {', '.join(known)}")
+    return cls
+
+
+def accepts_edge_weight(module: nn.Module) -> bool:
+    """Whether ``module.forward`` takes an ``edge_weight`` argument."""
+    return "edge_weight" in inspect.signature(module.forward).parameters
+
+
+class MessagePassingEncoder(nn.Module):
+    """``layers`` convolutions of one ``torch_geometric.nn`` kind, the last one to the latent size.
+
+    ``h = act(norm(conv_1(x)))`` ... then ``conv_L(h)`` with ``latent`` (GAE) or ``2 * latent``
+    (VGAE: mu and log sigma side by side) outputs. Convolutions that need an inner network (GIN)
+    get a two-layer MLP of the layer's width.
+
+    Args:
+        in_channels (int, optional): feature size; ``None`` for featureless input (a learnable
+            ``[num_nodes, hidden]`` embedding is the input).
+        num_nodes (int): nodes of the graph.
+        conv (str): a ``torch_geometric.nn`` class name, e.g. ``GATConv``, ``SAGEConv``, ``GINConv``.
+        hidden (int): width of the hidden layers. (default: ``32``)
+        latent (int): latent size. (default: ``16``)
+        layers (int): number of convolutions, the last included. (default: ``2``)
+        variational (bool): output ``2 * latent`` (mu, log sigma). (default: ``True``)
+        activation (str): between layers: ``relu``, ``elu``, ``prelu``, ``tanh``, ``leaky_relu``,
+            ``gelu`` or ``identity``. (default: ``relu``)
+        dropout (float): on the input of every layer but the first. (default: ``0.0``)
+        input_dropout (float): on the features. (default: ``0.0``)
+        batch_norm (bool): batch normalisation after every hidden layer. (default: ``False``)
+        heads (int): attention heads of hidden layers (GAT-like convolutions); each head has
+            ``hidden // heads`` channels, concatenated. The last layer has one head. (default: ``1``)
+        conv_kwargs (dict, optional): further keyword arguments of every convolution.
+    """
+
+    def __init__(self, *, in_channels: int | None, num_nodes: int, conv: str, hidden: int = 32, latent: int = 16,
+                 layers: int = 2, variational: bool = True, activation: str = "relu", dropout: float = 0.0,
+                 input_dropout: float = 0.0, batch_norm: bool = False, heads: int = 1,
+                 conv_kwargs: dict | None = None) -> None:
+        super().__init__()
+        cls = conv_class(conv)
+        if layers < 1 or hidden < 1 or latent < 1 or heads < 1:
+            raise ConfigError("model.encoder: layers, hidden, latent and heads must be at least 1")
+        if activation not in ACTIVATIONS:
+            raise ConfigError(f"model.encoder.activation={activation!r}: expected one of {sorted(ACTIVATIONS)}")
+        if heads > 1 and hidden % heads:
+            raise ConfigError(f"model.encoder.hidden={hidden} must be a multiple of model.encoder.heads={heads}")
+        self.embedding = nn.Parameter(torch.empty(num_nodes, hidden)) if in_channels is None else None
+        if self.embedding is not None:
+            nn.init.xavier_uniform_(self.embedding)
+        widths = [hidden if in_channels is None else in_channels] + [hidden] * (layers - 1)
+        out = (2 if variational else 1) * latent
+        self.convs = nn.ModuleList()
+        for i, width in enumerate(widths):
+            last = i == layers - 1
+            self.convs.append(self._conv(cls, width, out if last else hidden, 1 if last else heads, conv_kwargs or {}))
+        self.norms = nn.ModuleList(nn.BatchNorm1d(hidden) for _ in range(layers - 1)) if batch_norm else None
+        self.acts = nn.ModuleList(nn.PReLU(hidden) for _ in range(layers - 1)) if activation == "prelu" else None
+        self.activation, self.dropout, self.input_dropout = ACTIVATIONS[activation], dropout, input_dropout
+        self.weighted = accepts_edge_weight(self.convs[0])
+
+    @staticmethod
+    def _conv(cls: type[nn.Module], width: int, out: int, heads: int, kwargs: dict) -> nn.Module:
+        params = inspect.signature(cls.__init__).parameters
+        if "nn" in params and "in_channels" not in params:  # GIN-like: the convolution wraps an MLP
+            mlp = nn.Sequential(nn.Linear(width, out), nn.ReLU(), nn.Linear(out, out))
+            return cls(mlp, **kwargs)
+        if "heads" in params:
+            return cls(width, out // heads, heads=heads, **kwargs)
+        return cls(width, out, **kwargs)
+
+    def forward(self, x: Tensor | None, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
+        h = self.embedding if x is None else F.dropout(x, self.input_dropout, self.training)
+        for i, conv in enumerate(self.convs):
+            if i:
+                h = F.dropout(h, self.dropout, self.training)
+            h = conv(h, edge_index, edge_weight) if edge_weight is not None else conv(h, edge_index)
+            if i < len(self.convs) - 1:
+                if self.norms is not None:
+                    h = self.norms[i](h)
+                h = self.acts[i](h) if self.acts is not None else self.activation(h)
+        return h  # [num_nodes, latent] or [num_nodes, 2 * latent]
+
+
+def to_posterior(out: Tensor | tuple | Posterior, variational: bool) -> Posterior:
+    """A posterior from what an encoder returned: a Posterior, ``(mu, logstd)``, ``[N, 2d]`` or ``[N, d]``."""
+    if isinstance(out, Posterior):
+        return out
+    if isinstance(out, (tuple, list)):
+        if len(out) != 2:
+            raise ConfigError(f"an encoder returned a tuple of {len(out)} tensors; expected (mu, logstd)")
+        mu, logstd = out
+        return Posterior(mu, logstd if variational else None)
+    if not isinstance(out, Tensor) or out.dim() != 2:
+        raise ConfigError(f"an encoder must return a [num_nodes, d] tensor, got {type(out).__name__} "
+                          f"{tuple(getattr(out, 'shape', ()))}")
+    if not variational:
+        return Posterior(out)
+    if out.size(1) % 2:
+        raise ConfigError(f"a variational model's encoder must return [num_nodes, 2 * latent] (mu, log sigma) or "
+                          f"(mu, logstd); got {out.size(1)} columns")
+    return Posterior.from_packed(out)

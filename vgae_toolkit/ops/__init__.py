@@ -1,0 +1,8 @@
+"""Speed kernels behind the models: each computes exactly what a few lines of autograd would,
+with a written-out backward pass, and is tested against autograd on small inputs.
+
+- :mod:`~vgae_toolkit.ops.sparse`: CSR products with a cached transpose (:class:`SparseMatrix`).
+- :mod:`~vgae_toolkit.ops.pairs`: inner-product logits of node pairs, their gradient plans, the sampled BCE.
+- :mod:`~vgae_toolkit.ops.dense`: the weighted BCE over all N^2 pairs in blocks, without an N x N matrix.
+- :mod:`~vgae_toolkit.ops.sampling`: the reparameterised sample and the mean KL to N(0, I) in one node.
+"""
