@@ -64,7 +64,7 @@ MUTATIONS = [
     Mutation("weight_decay_ignored", "trainer.weight_decay never reaches the optimiser",
              "vgae_toolkit/trainer.py", "weight_decay=self.weight_decay", "weight_decay=0.0", (CONTRACTS,)),
     Mutation("dropout_at_evaluation", "dropout stays on when the model is evaluated",
-             "vgae_toolkit/models/graph.py", "F.dropout(h, self.dropout, self.training)",
+             "vgae_toolkit/models/gcn.py", "F.dropout(h, self.dropout, self.training)",
              "F.dropout(h, self.dropout, True)", (CONTRACTS,)),
     Mutation("normalize_features_ignored", "dataset.normalize_features=true feeds the raw features",
              "vgae_toolkit/tasks/link.py", "if x is not None and normalize_features:",

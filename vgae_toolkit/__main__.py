@@ -10,6 +10,7 @@ from pathlib import Path  # noqa: E402
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from vgae_toolkit.api import config_dir  # noqa: E402 (its folder logic is shared with the Python interface)
 from vgae_toolkit.distributed import command_line  # noqa: E402
 from vgae_toolkit.errors import ToolkitError  # noqa: E402
 from vgae_toolkit.hydra_checks import fail  # noqa: E402
@@ -18,18 +19,6 @@ from vgae_toolkit.run import run  # noqa: E402
 # The task class of each dataset kind, whose ``primary_metric`` is what ``trainer.monitor=auto`` means.
 TASK_CLASSES = {"graph": "vgae_toolkit.tasks.link.LinkPredictionTask",
                 "image": "vgae_toolkit.tasks.image.ImageDensityTask"}
-
-
-def config_dir() -> str:
-    """The folder of ``config.yaml``: the installed package's copy, else the checkout's ``conf/``.
-
-    A wheel ships ``conf/`` inside the package (``vgae_toolkit/conf``); a checkout, or an editable
-    install of one, keeps it next to the package. The path is absolute, so it holds whatever the
-    working directory and however the command was started (``python -m`` or the console script).
-    """
-    package = Path(__file__).resolve().parent
-    installed = package / "conf"
-    return str(installed if (installed / "config.yaml").is_file() else package.parent / "conf")
 
 
 def monitored(cfg: DictConfig, metrics: dict) -> float:

@@ -46,12 +46,23 @@ def build(node, key: str, **kwargs):
 
 # The task modules are imported when a task of their kind is built: they import this module's
 # helpers, and a graph run need not load the image task's modules (nor the other way round).
-def build_link_task(cfg: DictConfig):
+def build_link_task(cfg: DictConfig, data=None):
+    """The link task of ``cfg``: its dataset's loader builds the graph, unless ``data`` is given
+    (a ``torch_geometric.data.Data``, or a ready-made split: :func:`~vgae_toolkit.graph_input.given_split`)."""
+    from vgae_toolkit.graph_input import given_split
     from vgae_toolkit.tasks.link import LinkPredictionTask
 
-    data = build(cfg.dataset.loader, "dataset.loader", root=data_root(cfg))
+    split = None
+    if data is None:
+        if cfg.dataset.get("loader") is None:
+            raise ConfigError(f"dataset={cfg.dataset.name} has no loader: hand the graph over in Python, "
+                              f"vgae_toolkit.fit(data, ...), or pick a dataset such as dataset=cora")
+        data = build(cfg.dataset.loader, "dataset.loader", root=data_root(cfg))
+    else:
+        data, split = given_split(data) or (data, None)
     return LinkPredictionTask(
         data,
+        split=split,
         features=cfg.dataset.features,
         normalize_features=cfg.dataset.normalize_features,
         val_frac=cfg.split.val_frac,
@@ -82,6 +93,12 @@ def check_compatible(cfg: DictConfig) -> None:
         raise ConfigError(f"dataset.kind={data_kind!r}: expected one of {sorted(TASK_BUILDERS)}")
 
 
-def build_model(model_cfg: DictConfig, task) -> torch.nn.Module:
+def build_model(model_cfg: DictConfig, task, encoder: torch.nn.Module | None = None) -> torch.nn.Module:
+    """The model of ``model_cfg`` for ``task``; ``encoder`` (a module) replaces the configured encoder."""
     kwargs = {k: v for k, v in model_cfg.items() if k not in MODEL_META_KEYS}
-    return build(kwargs, "model", **task.model_kwargs())
+    if encoder is None:
+        return build(kwargs, "model", **task.model_kwargs())
+    if "encoder" not in kwargs:
+        raise ConfigError(f"model={model_cfg.get('name')} takes no encoder module; use a graph auto-encoder model")
+    kwargs.pop("encoder")
+    return build({**kwargs, "_partial_": True}, "model", **task.model_kwargs())(encoder=encoder)

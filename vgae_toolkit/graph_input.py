@@ -115,7 +115,8 @@ def given_split(data) -> tuple[Data, LinkSplit] | None:
     Accepts the ``(train, val, test)`` ``Data`` triple of ``torch_geometric.transforms.RandomLinkSplit``
     (labels from ``edge_label`` / ``edge_label_index``; the encoder is given ``train.edge_index``, the
     training edges, at every stage) or one ``Data`` with the tensors ``train_pos_edge_index``,
-    ``val_pos_edge_index``, ``val_neg_edge_index``, ``test_pos_edge_index``, ``test_neg_edge_index``.
+    ``val_pos_edge_index``, ``val_neg_edge_index``, ``test_pos_edge_index``, ``test_neg_edge_index``
+    (and, optionally, the whole graph's ``edge_index``; the encoder still sees the training edges only).
     """
     if isinstance(data, (tuple, list)):
         if len(data) != 3 or not all(isinstance(d, Data) for d in data):
@@ -135,8 +136,10 @@ def given_split(data) -> tuple[Data, LinkSplit] | None:
     elif isinstance(data, Data) and all(getattr(data, name, None) is not None for name in SPLIT_TENSORS):
         n = _num_nodes(data)
         parts = {name.removesuffix("_edge_index"): _check_pairs(data[name], n, f"data.{name}") for name in SPLIT_TENSORS}
-        graph = prepare_graph(Data(x=data.x, edge_index=parts["train_pos"], num_nodes=n))
-        parts["train_pos"] = graph.edge_index
+        if getattr(data, "edge_index", None) is not None:  # the whole graph: features, weights, ids come with it
+            graph = prepare_graph(data)
+        else:
+            graph = prepare_graph(Data(x=data.x, edge_index=parts["train_pos"], num_nodes=n))
     else:
         return None
     split = LinkSplit(num_nodes=n, **{name: _pairs_below(pairs, n) for name, pairs in parts.items()})
@@ -155,3 +158,34 @@ def _check_disjoint(split: LinkSplit) -> None:
         both = sets[a] & sets[b]
         if both:
             raise DataError(f"the given split is not disjoint: {len(both)} pairs are both {a} and {b}")
+
+
+def save_graph(path, data: Data, split: LinkSplit) -> None:
+    """Save a graph and its split as plain tensors (loadable with ``weights_only=True``)."""
+    from vgae_toolkit.checkpoint import atomic_save
+
+    payload = {"num_nodes": int(data.num_nodes), "edge_index": data.edge_index, **{k: getattr(split, k) for k in
+                                                                                   LinkSplit.PAIRS}}
+    for name in ("x", "edge_weight"):
+        if getattr(data, name, None) is not None:
+            payload[name] = data[name]
+    if getattr(data, "node_ids", None) is not None:
+        payload["node_ids"] = [str(i) for i in data.node_ids]
+    atomic_save(payload, path)
+
+
+def load_graph(path) -> Data:
+    """The graph and split :func:`save_graph` wrote, as a ``Data`` with the split's tensors."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        n = int(payload["num_nodes"])
+        data = Data(x=payload.get("x"), edge_index=payload["edge_index"], num_nodes=n,
+                    **{f"{k.removesuffix('_pos')}_pos_edge_index" if k.endswith("_pos") else
+                       f"{k.removesuffix('_neg')}_neg_edge_index": payload[k] for k in LinkSplit.PAIRS})
+    except Exception as err:  # noqa: BLE001 - any failure: the file is not a saved graph
+        raise DataError(f"graph file {path}: not a graph saved by a run ({type(err).__name__}: {err})") from err
+    if payload.get("edge_weight") is not None:
+        data.edge_weight = payload["edge_weight"]
+    if payload.get("node_ids") is not None:
+        data.node_ids = payload["node_ids"]
+    return data

@@ -24,16 +24,20 @@ from omegaconf.errors import OmegaConfBaseException
 
 from vgae_toolkit.checkpoint import load_checkpoint
 from vgae_toolkit.errors import ConfigError, DataError, ToolkitError
+from vgae_toolkit.graph_input import load_graph
 from vgae_toolkit.registry import check_untrusted
 from vgae_toolkit.schema import validate
 from vgae_toolkit.builders import TASK_BUILDERS, build_model, check_compatible, seed_everything
 
 
-def load_run(run_dir: str | Path, *, which: str = "best", data_dir: str | None = None):
+def load_run(run_dir: str | Path, *, which: str = "best", data_dir: str | None = None, data=None,
+             encoder: torch.nn.Module | None = None):
     """Rebuild ``(task, model, checkpoint)`` from a run directory.
 
     The config stored in the checkpoint is untrusted: it is refused unless every ``_target_``
-    in it is one of the toolkit's own builders (:mod:`vgae_toolkit.registry`).
+    in it is one of the toolkit's own builders (:mod:`vgae_toolkit.registry`). A graph handed over
+    in Python (``dataset=given``) is read from the run's ``graph.pt`` unless ``data`` is given; a
+    run trained with an encoder module needs a module of the same shape as ``encoder``.
     """
     run_dir = Path(run_dir)
     path = run_dir / f"{which}.pt"
@@ -55,9 +59,11 @@ def load_run(run_dir: str | Path, *, which: str = "best", data_dir: str | None =
         seed_everything(int(cfg.seed))  # the same seed rebuilds the same split
     except OmegaConfBaseException as err:  # not a run's config: a key missing or misshapen
         raise ConfigError(f"checkpoint {path}: stored config is not a run's config ({err})") from err
-    task = TASK_BUILDERS[cfg.dataset.kind](cfg)
+    if data is None and (run_dir / "graph.pt").is_file():
+        data = load_graph(run_dir / "graph.pt")
+    task = TASK_BUILDERS[cfg.dataset.kind](cfg, **({} if data is None else {"data": data}))
     warn_if_data_changed(task, ckpt.get("metrics") or {}, path)  # before the weights, which may not fit then
-    model = build_model(cfg.model, task)
+    model = build_model(cfg.model, task, encoder)
     try:
         model.load_state_dict(ckpt["state_dict"])
     except (RuntimeError, TypeError, ValueError, AttributeError) as err:  # wrong keys or shapes, or not a mapping

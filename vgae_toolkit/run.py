@@ -19,6 +19,7 @@ from vgae_toolkit import distributed, interrupt
 from vgae_toolkit.builders import TASK_BUILDERS, build, build_model, check_compatible, seed_everything
 from vgae_toolkit.checkpoint import save_checkpoint
 from vgae_toolkit.errors import ConfigError, TrainingError
+from vgae_toolkit.graph_input import save_graph
 from vgae_toolkit.loggers import build_logger
 from vgae_toolkit.run_folder import folder_verdict, interrupted_state
 from vgae_toolkit.plots import plot_history
@@ -51,7 +52,8 @@ def ensure_writable(out: Path) -> None:
         ) from err
 
 
-def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
+def run(cfg: DictConfig, output_dir: str | Path | None = None, *, data=None, encoder: torch.nn.Module | None = None,
+        objects: dict | None = None) -> dict:
     """Train and evaluate one model; returns what it writes to ``metrics.json``.
 
     Under ``torchrun`` every process trains its share (:mod:`vgae_toolkit.distributed`); rank 0
@@ -61,6 +63,10 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     Args:
         cfg (DictConfig): a composed config (``conf/config.yaml`` and its groups).
         output_dir (str or Path, optional): the run directory; defaults to Hydra's.
+        data (optional): a graph handed over in Python (``dataset=given``): a ``Data`` or a
+            ready-made split; it is saved as ``graph.pt`` in the run directory.
+        encoder (nn.Module, optional): replaces the configured encoder (graph auto-encoders).
+        objects (dict, optional): filled with what the run built: ``task``, ``model``, ``trainer``.
     """
     validate(cfg)  # types and ranges first: nothing is built or allocated for a config that cannot work
     ctx = distributed.setup(cfg.trainer.get("device", "cpu"))  # a closed-form fit runs on the CPU
@@ -82,7 +88,8 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
     resume = distributed.broadcast(resume)
     identity = {"model": cfg.model.name, "dataset": cfg.dataset.name, "seed": int(cfg.seed)}
     start = time.perf_counter()
-    built: dict = {}  # what exists so far: saved if a second signal abandons the run
+    built: dict = {} if objects is None else objects  # what exists so far: saved if a second signal abandons it
+    built.update(data=data, encoder=encoder)
     with interrupt.catch_signals():
         try:
             fit = train(cfg, ctx, out, identity, resume, built)
@@ -107,12 +114,15 @@ def train(cfg: DictConfig, ctx: distributed.Context, out: Path, identity: dict, 
     seed_everything(cfg.seed)
     # logger=csv|tensorboard|mlflow: built first, so that a missing extra stops the run before any work
     logger = built["logger"] = build_logger(cfg, out) if ctx.is_main else None
-    task = built["task"] = TASK_BUILDERS[cfg.dataset.kind](cfg).to(ctx.device)
+    given = {} if built.get("data") is None else {"data": built["data"]}
+    task = built["task"] = TASK_BUILDERS[cfg.dataset.kind](cfg, **given).to(ctx.device)
+    if given and ctx.is_main:  # the run folder describes itself: predict and load find the graph here
+        save_graph(out / "graph.pt", task.data, task.split)
     absent = task.splits_absent() if hasattr(task, "splits_absent") else []
     if "val" in absent and cfg.trainer.get("select", "last") == "best":
         raise ConfigError("trainer.select=best picks the epoch by its validation numbers, but split.val_frac=0 "
                           "leaves no validation split: use trainer.select=last or split.val_frac > 0")
-    model = built["model"] = build_model(cfg.model, task).to(ctx.device)
+    model = built["model"] = build_model(cfg.model, task, built.get("encoder")).to(ctx.device)
     # monitor=auto: the task names its main validation metric (link AP, image ELBO)
     auto = {"monitor": task.primary_metric} if cfg.trainer.get("monitor") == "auto" else {}
     trainer_kwargs = {k: v for k, v in cfg.trainer.items() if k not in TRAINER_RUN_KEYS}

@@ -1,8 +1,8 @@
-"""Graph auto-encoders (GAE and VGAE) for link prediction.
+"""Graph auto-encoders for link prediction: encoder x decoder x regulariser x reconstruction loss.
 
 Kipf & Welling, *Variational Graph Auto-Encoders* (https://arxiv.org/abs/1611.07308):
-a two-layer GCN encoder q(Z|X, A) over the normalised adjacency
-Â = D^-1/2 (A + I) D^-1/2 and an inner-product decoder p(A_ij = 1 | z_i, z_j) = sigma(z_i·z_j).
+an encoder q(Z|X, A) (by default a two-layer GCN over Â = D^-1/2 (A + I) D^-1/2,
+:mod:`vgae_toolkit.models.gcn`) and an inner-product decoder p(A_ij = 1 | z_i, z_j) = sigma(z_i·z_j).
 """
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.nn.inits import glorot, zeros
 
 from vgae_toolkit.errors import ConfigError
 from vgae_toolkit.models.decoders import InnerProductDecoder, make_decoder
 from vgae_toolkit.models.encoders import MessagePassingEncoder, accepts_edge_weight, to_posterior
+from vgae_toolkit.models.gcn import GCNEncoder, GCNLayer, LinearEncoder  # noqa: F401 (GCNLayer: public here too)
 from vgae_toolkit.models.latent import Posterior
 from vgae_toolkit.models.regularisers import AdversarialRegulariser
 from vgae_toolkit.ops.dense import weighted_gram_bce_sum
@@ -73,127 +73,13 @@ class GraphBatch:
         return replace(self, neg=neg, part=part, neg_ordered=ordered)
 
 
-class GCNLayer(nn.Module):
-    """One graph convolution Â X W + b (Kipf & Welling 2017) on a cached sparse Â.
-
-    Equal to ``torch_geometric.nn.GCNConv`` with the normalisation done once up front
-    (Glorot weights, zero bias), but it multiplies by the cached CSR matrices directly
-    instead of running message passing on every call; sparse features stay sparse.
-
-    Args:
-        in_channels, out_channels (int): the weight is ``[in_channels, out_channels]``.
-        bias (bool): add a bias.
-        blocks (int): initialise the weight as this many equal blocks of columns, each Glorot for
-            its own width: one layer that computes several heads side by side, each initialised as
-            a layer of its own would be (and with the same random numbers, in order).
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, bias: bool = True, blocks: int = 1) -> None:
-        super().__init__()
-        if out_channels % blocks:
-            raise ValueError(f"out_channels {out_channels} is not {blocks} equal blocks")
-        self.blocks = blocks
-        self.weight = nn.Parameter(torch.empty(in_channels, out_channels))
-        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        for block in self.weight.chunk(self.blocks, dim=1):
-            glorot(block)
-        if self.bias is not None:
-            zeros(self.bias)
-
-    def forward(self, x: Tensor | SparseMatrix | None, adj: SparseMatrix) -> Tensor:
-        h = self.weight if x is None else x @ self.weight  # x = None: featureless, X = I
-        h = adj @ h
-        return h if self.bias is None else h + self.bias
-
-
-class GCNEncoder(nn.Module):
-    """Two GCN layers: H = ReLU(Â X W0); mu = Â H W_mu; log sigma = Â H W_sigma (VGAE only).
-
-    The adjacency is normalised once by the caller and passed as a :class:`SparseMatrix`, so
-    nothing is recomputed per epoch. Without features the first layer is a learnable
-    per-node embedding: Â I W0 = Â W0, never a dense identity matrix. The VGAE's two heads are one
-    second layer, ``conv2``, with weight [W_mu | W_sigma] (and bias [b_mu | b_sigma]): one product
-    with Â for both, and its output is the packed posterior (:meth:`Posterior.from_packed`).
-    Each head is initialised as a layer of its own would be, so this is the paper's model, with
-    the same initial weights as two separate layers drawn in order.
-
-    Args:
-        in_channels (int, optional): feature size; ``None`` for featureless input.
-        num_nodes (int): nodes of the graph (size of the featureless embedding).
-        hidden (int): first-layer width (paper: 32).
-        latent (int): latent size (paper: 16).
-        variational (bool): add the log-sigma head (VGAE) or not (GAE).
-        dropout (float): dropout on hidden activations (reference code: 0).
-        bias (bool): add a bias to each layer (the reference code's GCN layers have none;
-            PyG's ``GCNConv`` has one).
-    """
-
-    def __init__(self, *, in_channels: int | None, num_nodes: int, hidden: int = 32, latent: int = 16,
-                 variational: bool = True, dropout: float = 0.0, bias: bool = True) -> None:
-        super().__init__()
-        if hidden < 1 or latent < 1:
-            raise ConfigError(f"model.hidden and model.latent must be positive, got {hidden} and {latent}")
-        self.dropout, self.variational = dropout, variational
-        self.conv1 = GCNLayer(num_nodes if in_channels is None else in_channels, hidden, bias)
-        heads = 2 if variational else 1
-        self.conv2 = GCNLayer(hidden, heads * latent, bias, blocks=heads)
-
-    def forward(self, x: Tensor | SparseMatrix | None, adj: SparseMatrix) -> Posterior:
-        h = self.conv1(x, adj).relu()  # [num_nodes, hidden]
-        if self.dropout:
-            h = F.dropout(h, self.dropout, self.training)
-        out = self.conv2(h, adj)  # Â H [W_mu | W_sigma] = [Â H W_mu | Â H W_sigma]: [num_nodes, heads * latent]
-        return Posterior.from_packed(out) if self.variational else Posterior(out)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # weights saved when the heads were two layers, conv_mu and conv_logstd: joined into conv2
-        for name in ("weight", "bias"):
-            parts = [state_dict.pop(f"{prefix}{head}.{name}", None) for head in ("conv_mu", "conv_logstd")]
-            parts = [part for part in parts if part is not None]
-            if parts and f"{prefix}conv2.{name}" not in state_dict:
-                state_dict[f"{prefix}conv2.{name}"] = torch.cat(parts, dim=-1)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-
-class LinearEncoder(nn.Module):
-    """One linear graph convolution: mu = Â X W_mu, log sigma = Â X W_sigma (VGAE only).
-
-    The linear graph auto-encoders of Salha et al., *Keep It Simple: Graph Autoencoders Without
-    Graph Convolutional Networks* (https://arxiv.org/abs/1910.00942): no hidden layer, no
-    activation, the same cached Â as :class:`GCNEncoder`.
-
-    Args:
-        in_channels (int, optional): feature size; ``None`` for featureless input.
-        num_nodes (int): nodes of the graph.
-        latent (int): latent size.
-        variational (bool): add the log-sigma head.
-        bias (bool): add a bias.
-    """
-
-    def __init__(self, *, in_channels: int | None, num_nodes: int, latent: int = 16, variational: bool = True,
-                 bias: bool = True) -> None:
-        super().__init__()
-        if latent < 1:
-            raise ConfigError(f"model.latent must be positive, got {latent}")
-        heads = 2 if variational else 1
-        self.variational = variational
-        self.conv = GCNLayer(num_nodes if in_channels is None else in_channels, heads * latent, bias, blocks=heads)
-
-    def forward(self, x: Tensor | SparseMatrix | None, adj: SparseMatrix) -> Posterior:
-        out = self.conv(x, adj)  # [num_nodes, heads * latent]
-        return Posterior.from_packed(out) if self.variational else Posterior(out)
-
-
 # Named presets of message-passing encoders: conf/model/encoder/<name>.yaml sets their options.
 CONVOLUTIONS = {"gat": "GATConv", "sage": "SAGEConv", "gin": "GINConv", "graphconv": "GraphConv",
                 "gcnconv": "GCNConv"}
 
 
 def make_encoder(spec: str | dict | nn.Module, *, in_channels: int | None, num_nodes: int, hidden: int,
-                 latent: int, variational: bool, dropout: float, bias: bool) -> nn.Module:
+                 latent: int, variational: bool, dropout: float, bias: bool, noise: float = 0.0) -> nn.Module:
     """The encoder ``spec`` names: ``gcn``, ``linear``, a message-passing preset or ``{"conv": ...}``.
 
     A module is used as it is (``forward(x, edge_index[, edge_weight])``, see
@@ -203,10 +89,13 @@ def make_encoder(spec: str | dict | nn.Module, *, in_channels: int | None, num_n
         return spec
     options = {"name": spec} if isinstance(spec, str) else dict(spec)
     name = options.pop("name", None) or ("custom" if "conv" in options else "gcn")
+    if noise and name != "gcn":
+        raise ConfigError(f"model.noise={noise} perturbs the hidden layer of the built-in gcn encoder; "
+                          f"model.encoder={name} has no such knob (set model.noise=0)")
     if name == "gcn":
         _no_options(name, options)
         return GCNEncoder(in_channels=in_channels, num_nodes=num_nodes, hidden=hidden, latent=latent,
-                          variational=variational, dropout=dropout, bias=bias)
+                          variational=variational, dropout=dropout, bias=bias, noise=noise)
     if name == "linear":
         _no_options(name, options)
         return LinearEncoder(in_channels=in_channels, num_nodes=num_nodes, latent=latent, variational=variational,
@@ -257,6 +146,8 @@ class GraphAutoEncoder(nn.Module):
             reference code's factor (it divides the mean KL by N once more).
         dense_max_nodes (int): largest graph for which ``recon=auto`` picks ``dense`` (an explicit
             ``recon=dense`` runs at any size).
+        noise (float): std of Gaussian noise on the GCN encoder's hidden layer in training (ARGA's
+            reference code: 0.1); see :class:`GCNEncoder`. (default: ``0.0``)
     """
 
     kind = "graph"
@@ -265,10 +156,10 @@ class GraphAutoEncoder(nn.Module):
                  variational: bool = True, dropout: float = 0.0, bias: bool = True, recon: str = "auto",
                  neg_ratio: int = 1, kl_weight: float | None = None, dense_max_nodes: int = 10_000,
                  dense_self_loops: bool = True, encoder: str | dict | nn.Module = "gcn",
-                 decoder: str | dict = "inner_product", regulariser: dict | None = None) -> None:
+                 decoder: str | dict = "inner_product", regulariser: dict | None = None, noise: float = 0.0) -> None:
         super().__init__()
         self.encoder = make_encoder(encoder, in_channels=in_channels, num_nodes=num_nodes, hidden=hidden,
-                                    latent=latent, variational=variational, dropout=dropout, bias=bias)
+                                    latent=latent, variational=variational, dropout=dropout, bias=bias, noise=noise)
         self.builtin = isinstance(self.encoder, (GCNEncoder, LinearEncoder))  # takes the cached Â
         self.variational = variational
         options = {"name": decoder} if isinstance(decoder, str) else dict(decoder)
@@ -311,7 +202,7 @@ class GraphAutoEncoder(nn.Module):
             raise ConfigError("a message-passing encoder needs the batch's edge_index (the task provides it)")
         if batch.edge_weight is None:
             return to_posterior(self.encoder(batch.features, batch.edge_index), self.variational)
-        if not accepts_edge_weight(self.encoder):
+        if not getattr(self.encoder, "weighted", accepts_edge_weight(self.encoder)):
             raise ConfigError(f"the graph has edge weights, but the encoder {type(self.encoder).__name__} takes no "
                               f"edge_weight argument; use model/encoder=gcn (weighted Â) or drop the weights")
         return to_posterior(self.encoder(batch.features, batch.edge_index, batch.edge_weight), self.variational)
