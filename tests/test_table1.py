@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from helpers import CONF, compose_cfg
 from vgae_toolkit.errors import ConfigError
-from vgae_toolkit.fit import ClosedFormFit
+from vgae_toolkit.closed_form import ClosedFormFit
 from vgae_toolkit.models.embedding import DeepWalk, SpectralEmbedding
 from vgae_toolkit.models.graph import GraphBatch
 from vgae_toolkit.run import run
@@ -144,9 +144,9 @@ def test_embedding_models_refuse_gradient_training_and_vice_versa():
 
 def test_baseline_configs_select_the_closed_form_fit():
     for model in ("spectral", "deepwalk"):
-        assert compose_cfg(f"model={model}").trainer._target_ == "vgae_toolkit.fit.ClosedFormFit"
+        assert compose_cfg(f"model={model}").trainer._target_ == "vgae_toolkit.closed_form.ClosedFormFit"
         assert compose_cfg(f"model={model}", "trainer=default").trainer._target_ == "vgae_toolkit.trainer.Trainer"
-    assert compose_cfg("model=gae", "trainer=closed_form").trainer._target_ == "vgae_toolkit.fit.ClosedFormFit"
+    assert compose_cfg("model=gae", "trainer=closed_form").trainer._target_ == "vgae_toolkit.closed_form.ClosedFormFit"
 
 
 SBM = ["dataset=sbm", "dataset.loader.num_nodes=400", "dataset.loader.num_blocks=8", "trainer.progress=false"]

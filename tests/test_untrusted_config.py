@@ -134,3 +134,11 @@ def test_unparsable_stored_config_is_a_data_error(tmp_path, config):
     torch.save({"format": 1, "state_dict": {}, "config": config, "metrics": {}}, path)
     with pytest.raises(DataError, match="c.pt: its stored config"):
         load_checkpoint(path)
+
+
+def test_builders_stored_under_their_former_names_are_accepted():
+    from vgae_toolkit.registry import RENAMED
+
+    for old, new in RENAMED.items():
+        assert new in BUILDERS
+        check_untrusted(OmegaConf.create({"trainer": {"_target_": old}}), "old.pt")  # no error

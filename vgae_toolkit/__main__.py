@@ -5,7 +5,25 @@ enable_huge_pages()  # before torch is first imported, when PyTorch reads the se
 
 import importlib  # noqa: E402
 import math  # noqa: E402
-from pathlib import Path  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+
+STOPPED = "stopped by {}: no run was training (a run's files are written whole)"
+
+
+def _stop_outside_training(signum, frame) -> None:
+    # while no run is training (it then installs its own handlers, vgae_toolkit/interrupt.py), a stop
+    # request ends the command with one line instead of a traceback from whatever was under way
+    print(STOPPED.format(signal.Signals(signum).name), file=sys.stderr)
+    sys.exit(128 + signum)
+
+
+# only when this is the command (python -m vgae_toolkit, or the vgae-toolkit script), not an import
+COMMAND = __name__ == "__main__" or sys.argv[0].endswith("vgae-toolkit")
+if COMMAND and threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGTERM, _stop_outside_training)
+    signal.signal(signal.SIGINT, _stop_outside_training)
 
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402

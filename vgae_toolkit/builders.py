@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,7 +42,25 @@ def build(node, key: str, **kwargs):
     except InstantiationException as err:
         if isinstance(err.__cause__, ToolkitError):
             raise err.__cause__ from None
+        unknown = re.search(r"unexpected keyword argument '(\w+)'", str(err.__cause__ or ""))
+        if unknown:
+            raise ConfigError(f"{key}.{unknown.group(1)}: unknown key; {key} takes "
+                              f"{', '.join(_parameters(node))}") from None
         raise ConfigError(f"{key}: {err}") from err
+
+
+def _parameters(node) -> list[str]:
+    """The keyword parameters of the callable a config node names (for error messages)."""
+    import inspect
+
+    from hydra.utils import get_method
+
+    try:
+        target = get_method(node["_target_"]) if isinstance(node["_target_"], str) else node["_target_"]
+        params = inspect.signature(target).parameters.values()
+    except Exception:  # noqa: BLE001 - only for a message: say less rather than fail
+        return ["(see its config file)"]
+    return [p.name for p in params if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD]
 
 
 # The task modules are imported when a task of their kind is built: they import this module's

@@ -4,7 +4,7 @@ Kipf & Welling (https://arxiv.org/abs/1611.07308) compare GAE/VGAE with spectral
 and DeepWalk (DW), both 128-dimensional, scoring a pair (i, j) by z_i . z_j. Here both are
 ``nn.Module`` s with the auto-encoders' interface, ``score(batch, pairs)``, so the link task
 evaluates them on exactly the split and the val/test negatives the auto-encoders see. They are
-fitted in closed form by :class:`vgae_toolkit.fit.ClosedFormFit` (``trainer=closed_form``, which
+fitted in closed form by :class:`vgae_toolkit.closed_form.ClosedFormFit` (``trainer=closed_form``, which
 their configs select), not by gradient steps: ``fit(batch)`` reads the training edges only.
 The embeddings themselves are computed in :mod:`vgae_toolkit.models.baselines`.
 """
