@@ -38,8 +38,8 @@ CONTRACTS = "tests/test_trainer_contracts.py"
 
 MUTATIONS = [
     Mutation("kl_sign", "the VGAE loss rewards a large KL instead of penalising it",
-             "vgae_toolkit/models/graph.py", 'return {"loss": recon + self.kl_weight * kl',
-             'return {"loss": recon - self.kl_weight * kl', (PROTOCOL,)),
+             "vgae_toolkit/models/graph.py", '{"loss": recon + self.kl_weight * kl',
+             '{"loss": recon - self.kl_weight * kl', (PROTOCOL,)),
     Mutation("kl_formula_sign", "the closed-form KL is negated inside the sampling node",
              "vgae_toolkit/ops/sampling.py", "kl = 0.5 * ((mu * mu).sum()", "kl = -0.5 * ((mu * mu).sum()",
              (PROTOCOL,)),
@@ -48,8 +48,11 @@ MUTATIONS = [
              "self.kl_weight = 1.0 / num_nodes if kl_weight is None else float(kl_weight)",
              "self.kl_weight = 1.0 / num_nodes", (PROTOCOL,)),
     Mutation("full_graph_adjacency", "the encoder's Â holds the validation and test edges (a leak)",
-             "vgae_toolkit/tasks/link.py", "normalized_adjacency(self.split.train_edge_index, data.num_nodes)",
-             "normalized_adjacency(data.edge_index, data.num_nodes)", (PROTOCOL,)),
+             "vgae_toolkit/tasks/link.py", "normalized_adjacency(edge_index, data.num_nodes, weight)",
+             "normalized_adjacency(data.edge_index, data.num_nodes, None)", (PROTOCOL,)),
+    Mutation("message_passing_sees_held_out_edges", "a message-passing encoder's edge_index is the whole graph",
+             "vgae_toolkit/tasks/link.py", "edge_index=edge_index, edge_weight=weight",
+             "edge_index=data.edge_index, edge_weight=weight", (PROTOCOL,)),
     Mutation("sampler_knows_held_out_edges", "training negatives avoid the held-out edges (a leak)",
              "vgae_toolkit/tasks/link.py", "NegativeSampler(self.split.train_pos, data.num_nodes,",
              "NegativeSampler(torch.cat([self.split.train_pos, self.split.val_pos, self.split.test_pos], 1), "
