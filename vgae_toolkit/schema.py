@@ -210,6 +210,7 @@ MODELS: dict[str, dict[str, Rule]] = {
         "dense_self_loops": Bool(),
         "kl_weight": Real(0, nullable=True),
         "dense_max_nodes": Int(0),
+        "noise": Real(0),  # std of training-only noise on the GCN's hidden layer (ARGA)
         # the parts (conf/model/{encoder,decoder,regulariser}/*.yaml)
         "encoder.name": Text(),  # gcn, linear or a message-passing preset; the model names the choices
         "encoder.conv": Text(),  # a torch_geometric.nn class name; the encoder checks it
@@ -262,6 +263,7 @@ DATASETS: dict[str, dict[str, Rule]] = {
     "graph": {
         "features": Bool(),
         "normalize_features": Bool(),
+        "loader": Mapping(nullable=True),  # null: dataset=given, the graph comes with a Python call
         "loader.name": Text(),
         "loader.download": Bool(),
         "loader.path": Text(example="edges.csv"),

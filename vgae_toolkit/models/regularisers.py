@@ -31,6 +31,10 @@ class AdversarialRegulariser(nn.Module):
         steps (int): discriminator steps per training step. (default: ``5``)
         weight (float): weight of the encoder's adversarial loss next to the reconstruction loss.
             (default: ``1.0``)
+
+    The shipped config (``conf/model/regulariser/adversarial.yaml``, used by the ARGA and ARGVA
+    presets) sets ``lr=0.0001`` and ``steps=1``, chosen on validation splits: next to the trainer's
+    Adam at 0.01, a discriminator at 0.001 or with 5 steps wins and costs validation AUC.
     """
 
     def __init__(self, *, latent: int, hidden: int = 64, lr: float = 0.001, steps: int = 5,
