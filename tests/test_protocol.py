@@ -193,6 +193,24 @@ def test_learns_links_far_beyond_an_untrained_model(variational, one_thread):
         assert fit.history[-1]["train_kl"] < 30, fit.history[-1]
 
 
+@pytest.mark.parametrize("overrides", [["model=linear_gae"], ["model=linear_vgae"], ["model=arga"], ["model=argva"],
+                                       ["model=gae", "model/encoder=gat"], ["model=gae", "model/encoder=sage"],
+                                       ["model=gae", "model/encoder=gin"], ["model=gae", "model/encoder=graphconv"],
+                                       ["model=gae", "model/decoder=hadamard_mlp"]], ids=lambda o: o[-1])
+def test_every_new_model_learns_far_beyond_its_untrained_self(overrides, one_thread):
+    # Featureless SBM, 60 epochs, seed 0: untrained test AUC 0.46-0.78 (GAT the highest), trained
+    # 0.87-0.91; over seeds 0-1 the smallest gain was 0.10 (GAT) and the lowest trained AUC 0.83.
+    from vgae_toolkit.builders import build_model
+
+    torch.manual_seed(0)
+    task = LinkPredictionTask(sbm(), features=False, split_seed=0)
+    model = build_model(compose_cfg(*overrides).model, task)
+    untrained = task.evaluate(model, "test")["test_auc"]
+    Trainer(epochs=60, progress=False).fit(model, task.train_batches(model))
+    trained = task.evaluate(model, "test")["test_auc"]
+    assert trained > 0.84 and trained > untrained + 0.10, (untrained, trained)
+
+
 def committed_table1(row: str, dataset: str) -> dict[str, float]:
     with open(ROOT / "experiments" / "table1" / "results.csv", newline="") as f:
         return {r["metric"]: float(r["mean"]) for r in csv.DictReader(f) if (r["row"], r["dataset"]) == (row, dataset)}
