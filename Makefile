@@ -110,5 +110,5 @@ figures-graph: install  ## VGAE Fig. 1 (t-SNE of latent means, Cora) and ROC/PR 
 # BENCH_ARGS picks sections or sizes, e.g. BENCH_ARGS="--sections link --link-datasets cora".
 BENCH_ARGS ?=
 .PHONY: bench
-bench: install  ## benchmark against the reference loops (about 14 min): experiments/bench/results.md
+bench: install  ## benchmark against the reference loops (9-17 min by machine): experiments/bench/results.md
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)  # data from VGAE_TOOLKIT_DATA (default: data)

@@ -16,9 +16,11 @@ import inspect
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
 from vgae_toolkit.errors import ConfigError
 from vgae_toolkit.models.latent import Posterior
+from vgae_toolkit.ops.attention import (SELF_LOOP_CONVS, AttentionPlan, _feature_linear,
+                                        fused_attention, gat_forward)
+from vgae_toolkit.ops.sparse import SparseMatrix, maybe_sparse
 
 ACTIVATIONS = {"relu": F.relu, "elu": F.elu, "prelu": None, "tanh": torch.tanh, "leaky_relu": F.leaky_relu,
                "gelu": F.gelu, "identity": lambda h: h}
@@ -47,6 +49,14 @@ class MessagePassingEncoder(nn.Module):
     ``h = act(norm(conv_1(x)))`` ... then ``conv_L(h)`` with ``latent`` (GAE) or ``2 * latent``
     (VGAE: mu and log sigma side by side) outputs. Convolutions that need an inner network (GIN)
     get a two-layer MLP of the layer's width.
+
+    What depends on the graph alone is done once per graph, not per call: ``GATConv`` and
+    ``GATv2Conv`` layers get the self-loops added up front (and are built with
+    ``add_self_loops=False``); sparse features (at most a quarter non-zero) are projected by the
+    first layer's linear map as a sparse product; on the CPU, ``GATConv`` layers sum their attention-
+    weighted neighbours as one weighted bag product per layer (:func:`gat_forward`) instead of
+    gathering and scattering ``[E, heads, C]`` messages. The parameters, their names and the
+    numbers are those of the plain convolutions (up to float rounding; tested).
 
     Args:
         in_channels (int, optional): feature size; ``None`` for featureless input (a learnable
@@ -91,7 +101,22 @@ class MessagePassingEncoder(nn.Module):
         self.norms = nn.ModuleList(nn.BatchNorm1d(hidden) for _ in range(layers - 1)) if batch_norm else None
         self.acts = nn.ModuleList(nn.PReLU(hidden) for _ in range(layers - 1)) if activation == "prelu" else None
         self.activation, self.dropout, self.input_dropout = ACTIVATIONS[activation], dropout, input_dropout
-        self.weighted = accepts_edge_weight(self.convs[0])
+        self.weighted = accepts_edge_weight(self.convs[0])  # whether edge weights reach the convolutions
+        # Work that depends on the graph and the features alone, done once per graph rather than per call:
+        # self-loops added for the convolutions that would add them every call, and a sparse copy of
+        # sparse features for a first layer that projects them with one linear map (GATConv's `lin`).
+        self.self_loops = False
+        if conv in SELF_LOOP_CONVS and all(getattr(c, "add_self_loops", False) and getattr(c, "edge_dim", 1) is None
+                                           for c in self.convs):
+            for c in self.convs:
+                c.add_self_loops = False
+            self.self_loops = True
+        lin = getattr(self.convs[0], "lin", None)
+        self.sparse_features = in_channels is not None and isinstance(lin, nn.Module) and _feature_linear(lin)
+        # attention layers aggregated without materialising their [E, heads, C] messages (gat_forward)
+        self.fused = [self.self_loops and fused_attention(c) for c in self.convs]
+        self._graph: tuple | None = None  # (edge_index, its version, edge_index with self-loops, AttentionPlan)
+        self._features: tuple | None = None  # (x, its version, sparse copy or None)
 
     @staticmethod
     def _conv(cls: type[nn.Module], width: int, out: int, heads: int, kwargs: dict) -> nn.Module:
@@ -104,16 +129,64 @@ class MessagePassingEncoder(nn.Module):
         return cls(width, out, **kwargs)
 
     def forward(self, x: Tensor | None, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
-        h = self.embedding if x is None else F.dropout(x, self.input_dropout, self.training)
+        if edge_weight is not None and not self.weighted:
+            raise ConfigError(f"{type(self.convs[0]).__name__} takes no edge_weight: drop the weights or use a "
+                              f"convolution that takes them (gcn, graphconv)")
+        if self.self_loops:
+            edge_index = self._with_self_loops(edge_index, x.size(0) if x is not None else self.embedding.size(0))
+        if x is None:
+            h = self.embedding
+        elif self.input_dropout > 0 and self.training:
+            h = F.dropout(x, self.input_dropout, True)
+        else:
+            h = x
         for i, conv in enumerate(self.convs):
             if i:
                 h = F.dropout(h, self.dropout, self.training)
-            h = conv(h, edge_index, edge_weight) if edge_weight is not None else conv(h, edge_index)
+            sparse = self._sparse_copy(h) if i == 0 and self.sparse_features else None
+            if sparse is not None:
+                conv.lin.sparse_input = (h, sparse)
+            try:
+                if self.fused[i] and edge_weight is None and h.device.type == "cpu":
+                    h = gat_forward(conv, h, self._graph[3])  # the plan _with_self_loops made for edge_index
+                else:
+                    h = conv(h, edge_index, edge_weight) if edge_weight is not None else conv(h, edge_index)
+            finally:
+                if sparse is not None:
+                    conv.lin.sparse_input = None
             if i < len(self.convs) - 1:
                 if self.norms is not None:
                     h = self.norms[i](h)
                 h = self.acts[i](h) if self.acts is not None else self.activation(h)
         return h  # [num_nodes, latent] or [num_nodes, 2 * latent]
+
+    def _with_self_loops(self, edge_index: Tensor, num_nodes: int) -> Tensor:
+        """``edge_index`` without its self-loops, then with one per node: what the convolutions did per call."""
+        cached = self._graph
+        if cached is not None and cached[0] is edge_index and cached[1] == (edge_index._version, num_nodes):
+            return cached[2]
+        from torch_geometric.utils import add_self_loops, remove_self_loops
+
+        looped = add_self_loops(remove_self_loops(edge_index)[0], num_nodes=num_nodes)[0]
+        plan = AttentionPlan(looped, num_nodes) if any(self.fused) else None
+        if plan is not None:
+            looped = plan.edge_index  # sorted by destination: the unfused layers see the same edges
+        self._graph = (edge_index, (edge_index._version, num_nodes), looped, plan)
+        return looped
+
+    def _sparse_copy(self, x: Tensor) -> SparseMatrix | None:
+        """A sparse copy of constant CPU features with at most a quarter non-zero (``None``: multiply densely)."""
+        if x.requires_grad or x.device.type != "cpu" or x.layout != torch.strided or x.dim() != 2:
+            return None
+        cached = self._features
+        if cached is None or cached[0] is not x or cached[1] != x._version:
+            sparse = maybe_sparse(x)
+            self._features = cached = (x, x._version, sparse if isinstance(sparse, SparseMatrix) else None)
+        return cached[2]
+
+    def __getstate__(self) -> dict:
+        # the caches hold the graph and features of the last call: rebuilt on demand, never saved
+        return {**super().__getstate__(), "_graph": None, "_features": None}
 
 
 def to_posterior(out: Tensor | tuple | Posterior, variational: bool) -> Posterior:
