@@ -203,6 +203,16 @@ class ReferenceVAE(nn.Module):
         return bce - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
 
 
+def record_tests(tests: dict[str, list[float]], task, ours, ref) -> None:
+    """Appends both sides' test AUC/AP on the task's test pairs to ``tests``."""
+    test = task.evaluate(ours, "test")
+    ref_auc, ref_ap = ref.test(task.split.test_pos, task.split.test_neg)
+    tests["ours_auc"].append(test["test_auc"])
+    tests["ours_ap"].append(test["test_ap"])
+    tests["ref_auc"].append(float(ref_auc))
+    tests["ref_ap"].append(float(ref_ap))
+
+
 # -- section 1: link prediction ------------------------------------------------------------------
 def bench_link(data_root: str, datasets: list[str], epochs: int, seeds: list[int]) -> list[dict]:
     """Every dataset and model trains once per seed on both sides (lockstep epochs, the seed's split).
@@ -241,12 +251,7 @@ def bench_link(data_root: str, datasets: list[str], epochs: int, seeds: list[int
                     if repeat >= WARMUP:
                         times["ours_eval"].append(middle - start)
                         times["ref_eval"].append(time.perf_counter() - middle)
-                test = task.evaluate(ours, "test")
-                ref_auc, ref_ap = ref.test(split.test_pos, split.test_neg)
-                tests["ours_auc"].append(test["test_auc"])
-                tests["ours_ap"].append(test["test_ap"])
-                tests["ref_auc"].append(float(ref_auc))
-                tests["ref_ap"].append(float(ref_ap))
+                record_tests(tests, task, ours, ref)
             row = {"dataset": name, "model": "VGAE" if variational else "GAE", "epochs": epochs, "seeds": list(seeds),
                    **{f"{k}_train_ms": 1000 * statistics.median(times[k]) for k in ("ours", "ref")},
                    **{f"{k}_eval_ms": 1000 * statistics.median(times[f"{k}_eval"]) for k in ("ours", "ref")},
@@ -301,12 +306,7 @@ def bench_gat(data_root: str, datasets: list[str], epochs: int, seeds: list[int]
             trainer.fit(ours, task.train_batches(ours))
             for key, seconds in (("ours", ours_s), ("ref", ref_s)):
                 times[key] += seconds[WARMUP:] if len(seconds) > 2 * WARMUP else seconds
-            test = task.evaluate(ours, "test")
-            ref_auc, ref_ap = ref.test(split.test_pos, split.test_neg)
-            tests["ours_auc"].append(test["test_auc"])
-            tests["ours_ap"].append(test["test_ap"])
-            tests["ref_auc"].append(float(ref_auc))
-            tests["ref_ap"].append(float(ref_ap))
+            record_tests(tests, task, ours, ref)
         row = {"dataset": name, "model": "GAE (GAT)", "epochs": epochs, "seeds": list(seeds),
                **{f"{k}_train_ms": 1000 * statistics.median(times[k]) for k in ("ours", "ref")},
                **{f"{side}_test_{m}": statistics.mean(tests[f"{side}_{m}"]) for side in ("ours", "ref")
