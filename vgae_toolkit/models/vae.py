@@ -4,7 +4,9 @@ Kingma & Welling, Auto-Encoding Variational Bayes (AEVB), https://arxiv.org/abs/
 an MLP encoder q(z|x) = N(mu, diag sigma^2), an MLP decoder p(x|z), trained by maximising
 the ELBO  E_q[log p(x|z)] - KL(q(z|x) || N(0, I))  with the reparameterisation trick and the
 closed-form KL (the paper's estimator B, eq. 7). Passing ``num_classes`` gives the conditional
-VAE of Sohn et al., https://papers.nips.cc/paper/5775: encoder and decoder also see onehot(y).
+VAE of Sohn et al., https://papers.nips.cc/paper/5775: encoder q(z|x, y) and decoder p(x|z, y) also
+see onehot(y), but the prior stays N(0, I), unconditioned; Sohn et al.'s prior is conditional (a prior
+network p(z | condition)), which is not implemented here.
 """
 from __future__ import annotations
 
@@ -140,7 +142,8 @@ class VAE(nn.Module):
             epochs (Sønderby et al., https://arxiv.org/abs/1602.02282); 0 = off.
         free_bits (float): nats per latent dimension below which the batch-mean KL is not
             penalised (Kingma et al., https://arxiv.org/abs/1606.04934); 0 = off.
-        num_classes (int, optional): condition encoder and decoder on onehot(y).
+        num_classes (int, optional): condition encoder and decoder on onehot(y) (a CVAE whose
+            prior is still N(0, I), unconditioned, unlike Sohn et al.'s conditional prior).
         init_std (float, optional): draw every parameter from N(0, init_std^2) (paper: 0.01);
             ``None`` keeps PyTorch's default initialisation.
         min_logvar (float): log-variance floor of the Gaussian decoder.

@@ -82,13 +82,15 @@ class ImageDensityTask:
         val_seed (int): seed of that hold-out.
         track_test (bool): also log the test ELBO every epoch (AEVB Fig. 2); never used for selection.
         iw_samples (int): importance samples K of the final log p(x) estimate (Burda et al.,
-            https://arxiv.org/abs/1509.00519, evaluate with K = 5000); 0 skips it.
+            https://arxiv.org/abs/1509.00519, evaluate with K = 5000; the datasets'
+            configs default to 500, about 30 s on MNIST's test set on 2 free CPU cores); 0 skips it.
         batch_seed (int): seeds the mini-batch order and dynamic binarisation.
+        progress (bool): show a progress bar over the importance-weighted estimate (``trainer.progress``).
     """
 
     def __init__(self, data: ImageData, *, conditional: bool = False, batch_size: int = 100, binarize: str = "none",
-                 val_size: float | int = 0.1, val_seed: int = 0, track_test: bool = False, iw_samples: int = 5000,
-                 batch_seed: int = 0) -> None:
+                 val_size: float | int = 0.1, val_seed: int = 0, track_test: bool = False, iw_samples: int = 500,
+                 batch_seed: int = 0, progress: bool = False) -> None:
         if binarize not in BINARIZE_MODES:
             raise ConfigError(f"dataset.binarize: expected one of {BINARIZE_MODES}, got {binarize!r}")
         if batch_size < 1 or iw_samples < 0:
@@ -99,6 +101,7 @@ class ImageDensityTask:
             check_classes(data)
         self.data, self.conditional, self.batch_size, self.binarize = data, conditional, batch_size, binarize
         self.track_test, self.iw_samples, self.batch_seed = track_test, iw_samples, batch_seed
+        self.progress = progress
         x, y = data.train_x, data.train_y
         if data.valid_x is not None:  # the dataset's own validation split wins over val_size
             val_x, val_y = data.valid_x, data.valid_y
@@ -157,7 +160,8 @@ class ImageDensityTask:
         out["test_kl"] = float(kl_dims.sum())
         if self.iw_samples:
             with eval_rng():
-                iw = importance_weighted_log_likelihood(model, x, y, num_samples=self.iw_samples)
+                iw = importance_weighted_log_likelihood(model, x, y, num_samples=self.iw_samples,
+                                                        progress=self.progress)
             out["test_iw_log_likelihood"] = float(iw.mean())
         self.final = {"train_elbo": self.bound(model, "train")["train_elbo"],
                       "kl_per_dim": [float(v) for v in kl_dims], "active_units": active_units(posterior.mu)}
@@ -274,7 +278,8 @@ def build_image_task(cfg: DictConfig) -> ImageDensityTask:
     ds = cfg.dataset
     task = ImageDensityTask(data, conditional=conditional, batch_size=ds.batch_size, binarize=ds.binarize,
                             val_size=ds.val_size, val_seed=ds.val_seed, track_test=ds.track_test,
-                            iw_samples=ds.iw_samples, batch_seed=cfg.seed)
+                            iw_samples=ds.iw_samples, batch_seed=cfg.seed,
+                            progress=bool(cfg.trainer.get("progress", False)))
     if cfg.trainer.select == "best" and task.sets["val"][0] is None:
         raise ConfigError("trainer.select=best needs a validation split; set dataset.val_size > 0")
     return task
