@@ -24,6 +24,8 @@ def test_config_diff_names_dotted_keys_and_ignores_what_does_not_change_results(
     assert config_diff(old, new) == ["model.hidden: [32] -> [64]", "trainer.epochs: 3 -> 4",
                                      "trainer.lr: 0.01 -> '<absent>'"]
     assert config_diff(old, old) == []
+    # a logger or another device writes or runs elsewhere, it computes the same run
+    assert config_diff(old, {**old, "logger": {"_target_": "x"}, "trainer": {**old["trainer"], "device": "cuda"}}) == []
 
 
 def test_a_finished_run_of_another_config_is_refused_before_training(tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from vgae_toolkit.errors import DataError, ToolkitError
+from vgae_toolkit.schema import RESULT_NEUTRAL_KEYS, result_key
 
 # Table 1's row names: * marks runs without node features.
 ROW_NAMES = {"spectral": "SC", "deepwalk": "DW", "gae": "GAE", "vgae": "VGAE"}
@@ -31,9 +32,9 @@ def row_name(model: str, features: bool | None) -> str:
     return f"{name}*" if model in ("gae", "vgae") and features is False else name
 
 
-# Config keys that say where a run was written or how it was shown, not what it computed; ``seed``
-# is the replicate, counted by the cells rather than splitting them.
-IGNORED_KEYS = ("seed", "paths", "hydra", "skip_finished", "trainer.progress", "trainer.device")
+# The keys that do not change a run's result (vgae_toolkit/schema.py), and ``seed``: the
+# replicate, counted by the cells rather than splitting them.
+IGNORED_KEYS = ("seed", *RESULT_NEUTRAL_KEYS)
 # Keys naming data files: where a run recorded the files' hash, the hash is their identity.
 DATA_FILE_KEYS = ("dataset.loader.path", "dataset.loader.features")
 COLUMNS = ["row", "model", "dataset", "features", "seed", "test_auc", "test_ap", "wall_seconds", "path"]
@@ -100,14 +101,10 @@ def flatten(config: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def _kept(key: str, ignored: tuple[str, ...]) -> bool:
-    return not any(key == i or key.startswith(f"{i}.") for i in ignored)
-
-
 def identity(record: dict) -> dict[str, str]:
     """The config keys that decide a run's result: the config less :data:`IGNORED_KEYS`."""
     ignored = IGNORED_KEYS + (DATA_FILE_KEYS if record["data_sha256"] else ())
-    return {k: v for k, v in record["config"].items() if _kept(k, ignored)}
+    return {k: v for k, v in record["config"].items() if result_key(k, ignored)}
 
 
 def scan(*roots: str | Path) -> Scan:

@@ -3,7 +3,7 @@
 A finished run (``metrics.json`` with ``"status": "complete"``) is never overwritten by another
 config; a finished run of the same config is returned by ``skip_finished``; an interrupted run
 of the same config is continued from its ``last.pt``. Configs are compared without the keys that
-do not change a run's result (:data:`IGNORED_KEYS`).
+do not change a run's result (:data:`vgae_toolkit.schema.RESULT_NEUTRAL_KEYS`).
 """
 from __future__ import annotations
 
@@ -15,11 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from vgae_toolkit.checkpoint import load_checkpoint
 from vgae_toolkit.errors import DataError
+from vgae_toolkit.schema import result_key
 
 log = logging.getLogger(__name__)
 
-# Dotted keys (a trailing ``.`` covers a whole group) that leave a run's result unchanged.
-IGNORED_KEYS = ("paths.", "skip_finished", "trainer.progress", "trainer.resume")
 _ABSENT = "<absent>"
 
 
@@ -45,8 +44,7 @@ def config_diff(old, new) -> list[str]:
         old, new (dict): resolved configs (``OmegaConf.to_container``); anything else counts as empty.
     """
     old, new = (_flatten(c) if isinstance(c, dict) else {} for c in (old, new))
-    keys = sorted(k for k in old.keys() | new.keys()
-                  if not any(k == i or (i.endswith(".") and k.startswith(i)) for i in IGNORED_KEYS))
+    keys = sorted(k for k in old.keys() | new.keys() if result_key(k))
     return [f"{k}: {old.get(k, _ABSENT)!r} -> {new.get(k, _ABSENT)!r}" for k in keys
             if old.get(k, _ABSENT) != new.get(k, _ABSENT)]
 

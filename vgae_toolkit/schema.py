@@ -160,6 +160,17 @@ class AnyOf(Rule):
         return any(r.accepts(value) for r in self.rules)
 
 
+# Config keys (each with the keys below it) that say where a run is written, how it is shown or
+# logged and on which device it runs, not what it computes: two runs that differ only there are the
+# same run, for the run-folder check (vgae_toolkit/run_folder.py) and the report's cells alike.
+RESULT_NEUTRAL_KEYS = ("paths", "hydra", "skip_finished", "trainer.progress", "trainer.resume", "trainer.device",
+                       "logger")
+
+
+def result_key(key: str, ignored: tuple[str, ...] = RESULT_NEUTRAL_KEYS) -> bool:
+    """Whether the dotted ``key`` can change a run's result (it is none of ``ignored`` nor below one)."""
+    return not any(key == i or key.startswith(f"{i}.") for i in ignored)
+
 # -- the tables -------------------------------------------------------------------------------------
 SEED = Int(0, MAX_SEED)
 FRACTION = Real(0, 1, high_open=True)  # a held-out share: 0 = none, never everything
