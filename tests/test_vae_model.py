@@ -6,7 +6,7 @@ from torch.distributions import Bernoulli, Normal
 from vgae_toolkit.errors import ConfigError
 from vgae_toolkit.metrics import active_units, elbo, importance_weighted_log_likelihood, kl_per_dimension
 from vgae_toolkit.models.latent import Posterior
-from vgae_toolkit.models.vae import VAE, BernoulliDecoder, GaussianDecoder, MLPEncoder, warmup_callback
+from vgae_toolkit.models.vae import VAE, BernoulliDecoder, GaussianDecoder, MLPEncoder, mlp, warmup_callback
 from vgae_toolkit.trainer import Trainer
 
 
@@ -74,7 +74,7 @@ def test_gaussian_log_likelihood_matches_torch():
 
 
 def test_gaussian_decoder_mean_in_unit_interval_and_logvar_floored():
-    dec = GaussianDecoder(input_dim=3, output_dim=5, hidden=[8], activation="tanh", min_logvar=-4.0)
+    dec = GaussianDecoder(mlp(3, [8], "tanh"), output_dim=5, min_logvar=-4.0)
     torch.nn.init.constant_(dec.logvar_head.bias, -100.0)
     mean, logvar = dec(torch.randn(6, 3) * 10)
     assert ((mean > 0) & (mean < 1)).all()
@@ -187,7 +187,7 @@ def test_kl_warmup_scales_training_kl_only():
     x = torch.rand(8, 12)
     for epoch, beta in [(0, 0.0), (1, 0.25), (2, 0.5), (4, 1.0), (9, 1.0)]:
         model.set_epoch(epoch)
-        assert model.beta == beta
+        assert model.kl_weight == beta
         torch.manual_seed(1)
         out = model.loss({"x": x})
         torch.testing.assert_close(out["loss"], out["recon"] + beta * out["kl"])

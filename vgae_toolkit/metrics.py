@@ -99,6 +99,9 @@ def importance_weighted_log_likelihood(
     chunk: int = 500,
     batch_size: int | None = 100,
     progress: bool = False,
+    rows: int | None = None,
+    workers: int | None = None,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
     """Importance-sampled estimate of log p(x) in nats, ``[num_rows]`` (AEVB App. D;
     Burda et al., https://arxiv.org/abs/1509.00519):
@@ -108,39 +111,34 @@ def importance_weighted_log_likelihood(
         \\frac{p(x|z_k)\\, p(z_k)}{q(z_k|x)}, \\quad z_k \\sim q(z|x).
 
     With ``K = 1`` this is the single-sample ELBO with a Monte Carlo KL; for ``K > 1`` it
-    is a tighter lower bound in expectation.
+    is a tighter lower bound in expectation. Computed by :func:`vgae_toolkit.ops.iw.iw_log_likelihood`:
+    each batch is encoded once and its draws are those of ``encode(x).rsample(chunk)`` repeated
+    (the same seed gives the same estimate; ``rows`` and ``workers`` change only the rounding); the decoder runs
+    on cache-sized tiles, in ``workers`` threads on the CPU.
 
     Args:
         model: a VAE-like model (``encode``, ``decode``, ``log_likelihood``).
         x (Tensor): data, ``[num_rows, input_dim]``.
         y (Tensor, optional): labels for a conditional model, ``[num_rows]``.
         num_samples (int): importance samples K per datapoint (default: 5000).
-        chunk (int): samples drawn at once; memory grows as ``chunk * batch_size * input_dim``.
+        chunk (int): samples drawn at once; memory grows as ``chunk * batch_size * latent``.
         batch_size (int, optional): rows per pass; ``None`` = all at once (default: 100).
         progress (bool): show a tqdm bar over the row batches (default: off). With K = 5000 on
             10,000 MNIST images this is the longest phase of a run.
+        rows (int, optional): (sample, row) pairs per decoder call; the cost, not the value.
+        workers (int, optional): CPU threads (default: ``torch.get_num_threads()``).
+        generator (torch.Generator, optional): source of the draws (default: the global stream).
     """
-    import math
-
     from tqdm.auto import tqdm
 
-    from vgae_toolkit.models.latent import standard_normal_log_prob
+    from vgae_toolkit.ops.iw import iw_log_likelihood
 
-    out = []
-    rows = x.shape[0]
-    bar = tqdm(total=rows, desc=f"log p(x), K={num_samples}", unit="img", disable=not progress, leave=False)
-    for xb, yb in _row_batches(x, y, batch_size):
-        posterior = model.encode(xb, yb)
-        total = None  # running logsumexp over the chunks drawn so far, [batch]
-        for start in range(0, num_samples, chunk):
-            z = posterior.rsample(min(chunk, num_samples - start))  # [chunk, batch, latent]
-            log_w = model.log_likelihood(xb, model.decode(z, yb)) + standard_normal_log_prob(z) - posterior.log_prob(z)
-            part = torch.logsumexp(log_w, dim=0)  # [batch]
-            total = part if total is None else torch.logaddexp(total, part)
-        out.append(total - math.log(num_samples))
-        bar.update(xb.shape[0])
-    bar.close()
-    return torch.cat(out)
+    bar = tqdm(total=x.shape[0], desc=f"log p(x), K={num_samples}", unit="img", disable=not progress, leave=False)
+    try:
+        return iw_log_likelihood(model, x, y, num_samples=num_samples, chunk=chunk, batch_size=batch_size, rows=rows,
+                                 workers=workers, generator=generator, on_rows=bar.update)
+    finally:
+        bar.close()
 
 
 def active_units(mu: Tensor, threshold: float = 0.01) -> int:

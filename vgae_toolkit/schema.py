@@ -259,7 +259,7 @@ MODELS: dict[str, dict[str, Rule]] = {
         "latent_dim": Int(1, MAX_WIDTH),
         "hidden": IntList(1, MAX_WIDTH),
         "activation": Choice("tanh", "relu", "elu", "gelu", "softplus", "sigmoid", "leaky_relu"),
-        "decoder": Choice("bernoulli", "gaussian"),
+        "decoder": Choice("bernoulli", "continuous_bernoulli", "gaussian", "gaussian_fixed"),
         "num_samples": Int(1, 10**4),
         "kl_warmup_epochs": Int(0, MAX_EPOCHS),
         "free_bits": Real(0),
@@ -289,6 +289,10 @@ DATASETS: dict[str, dict[str, Rule]] = {
         "loader.p_out": Real(0, 1),
         "loader.num_features": Int(1, MAX_WIDTH),
         "loader.feature_noise": Real(0),
+        "beta": Real(0),  # constant KL weight (beta-VAE)
+        "variational": Bool(),  # false: the deterministic auto-encoder (model=ae)
+        "encoder.name": Choice("mlp", "conv"),  # image encoders (conf/model/encoder/{mlp,conv}.yaml)
+        "encoder.channels": IntList(1, MAX_WIDTH),
         "loader.seed": SEED,
     },
     "image": {

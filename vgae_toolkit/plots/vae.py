@@ -1,23 +1,23 @@
 """The VAE's figures as PNG files, after Kingma & Welling, *Auto-Encoding Variational Bayes* (AEVB),
 https://arxiv.org/abs/1312.6114: random samples (Fig. 5), the learned 2-D manifold (Fig. 4), test
-reconstructions, a CVAE style grid, one run's ELBO curves, and the bound against the number of
-training samples seen for several runs (Fig. 2).
+reconstructions, a CVAE style grid, one run's ELBO curves, the bound against the number of
+training samples seen for several runs (Fig. 2), and 2-D latent codes coloured by label.
 
 From the command line, over finished run directories (or sweep directories that hold them)::
 
     python -m vgae_toolkit.plots.vae figure2 SWEEP_DIR [SWEEP_DIR ...] --out experiments/vae
     python -m vgae_toolkit.plots.vae figure4 SWEEP_DIR --out experiments/vae
     python -m vgae_toolkit.plots.vae figure5 SWEEP_DIR --out experiments/vae
+    python -m vgae_toolkit.plots.vae figure2-csv experiments/vae/figure2_curves.csv --out experiments/vae
+    python -m vgae_toolkit.plots.vae latent-scatter SWEEP_DIR --out experiments/vae   # 2-D latents, by label
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import json
-import math
 from pathlib import Path
 
-import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -145,44 +145,72 @@ def figure2(dirs: list[str | Path], out_dir: str | Path) -> list[Path]:
     """AEVB Fig. 2: train and test bound against training samples seen, one panel per (dataset,
     latent size); writes ``figure2.png``, ``figure2_curves.csv`` and ``figure2_final.csv``."""
     runs, out_dir = find_runs(dirs), Path(out_dir)
-    datasets = list(dict.fromkeys(m["dataset"] for _, m in runs))
-    cols = max(sum(m["dataset"] == d for _, m in runs) for d in datasets)
+    rows, finals = [], []
+    for _, m in runs:
+        for name, (xs, ys) in bound_curves(m["history"]).items():
+            rows += [{"dataset": m["dataset"], "latent_dim": latent_dim(m), "curve": name, "samples_seen": x,
+                      "elbo": y} for x, y in zip(xs, ys)]
+        finals.append({"dataset": m["dataset"], "latent_dim": latent_dim(m), "epochs": len(m["history"]),
+                       "samples_seen": m["history"][-1]["samples_seen"], "train_elbo": m.get("train_elbo"),
+                       "test_elbo": m.get("test_elbo"), "test_iw_log_likelihood": m.get("test_iw_log_likelihood"),
+                       "active_units": m.get("active_units"), "train_seconds": round(m["train_seconds"], 1)})
+    paths = [plot_figure2(rows, out_dir / "figure2.png")]
+    paths.append(_write_csv(out_dir / "figure2_curves.csv", rows))
+    paths.append(_write_csv(out_dir / "figure2_final.csv", finals))
+    return paths
+
+
+def read_curves(path: str | Path) -> list[dict]:
+    """The rows of a ``figure2_curves.csv`` (``dataset,latent_dim,curve,samples_seen,elbo``), typed."""
+    with Path(path).open(newline="") as f:
+        return [{"dataset": r["dataset"], "latent_dim": int(r["latent_dim"]), "curve": r["curve"],
+                 "samples_seen": int(r["samples_seen"]), "elbo": float(r["elbo"])} for r in csv.DictReader(f)]
+
+
+def plot_figure2(rows: list[dict], path: str | Path) -> Path:
+    """Writes :func:`figure2_figure` of ``rows`` as a PNG."""
+    return save_figure(figure2_figure(rows), Path(path), dpi=100)
+
+
+def figure2_figure(rows: list[dict]) -> Figure:
+    """AEVB Fig. 2 from curve rows (as in ``figure2_curves.csv``): one panel row per dataset, one
+    panel per latent size, the training (dashed) and test (solid) bound against samples seen.
+
+    Every panel of a dataset shares one y-range, from the lowest to the highest point drawn, so that
+    latent sizes can be compared, and one logarithmic x-range, over the samples seen in its runs.
+    """
+    shown = [r for r in rows if r["curve"] != "val"]  # the paper draws the training and test bound
+    datasets = list(dict.fromkeys(r["dataset"] for r in shown))
+    sizes = {d: sorted({r["latent_dim"] for r in shown if r["dataset"] == d}) for d in datasets}
+    cols = max(len(v) for v in sizes.values())
     fig = Figure(figsize=(3.2 * cols, 2.8 * len(datasets)), layout="constrained")
     axes = fig.subplots(len(datasets), cols, squeeze=False)
     for ax in axes.flat:
         ax.set_visible(False)
-    rows, finals = [], []
     for r, dataset in enumerate(datasets):
-        for c, (_, m) in enumerate([run for run in runs if run[1]["dataset"] == dataset]):
+        points = [row for row in shown if row["dataset"] == dataset]
+        low, high = min(p["elbo"] for p in points), max(p["elbo"] for p in points)
+        pad = 0.03 * (high - low) or 1.0
+        x_range = (min(p["samples_seen"] for p in points), max(p["samples_seen"] for p in points))
+        for c, size in enumerate(sizes[dataset]):
             ax = axes[r, c]
             ax.set_visible(True)
-            shown = []
-            for name, (xs, ys) in bound_curves(m["history"]).items():
-                if name != "val":
-                    ax.plot(xs, ys, label=f"AEVB ({name})", **STYLE[name])
-                    shown += ys
-                rows += [{"dataset": dataset, "latent_dim": latent_dim(m), "curve": name, "samples_seen": x,
-                          "elbo": y} for x, y in zip(xs, ys)]
-            # Like the paper, let the first, far lower, points leave the panel so the rest can be read.
-            low, high = np.percentile(shown, 10), max(shown)
-            pad = 0.05 * (high - low) or 1.0
+            for name in ("train", "test"):
+                curve = [(p["samples_seen"], p["elbo"]) for p in points
+                         if p["latent_dim"] == size and p["curve"] == name]
+                if curve:
+                    ax.plot(*zip(*curve), label=f"AEVB ({name})", **STYLE[name])
             ax.set_ylim(low - pad, high + pad)
             ax.set_xscale("log")
+            ax.set_xlim(*x_range)
             ax.xaxis.set_minor_formatter(NullFormatter())
-            ax.set_title(f"{dataset}, $N_z$ = {latent_dim(m)}", fontsize=9)
+            ax.set_title(f"{dataset}, $N_z$ = {size}", fontsize=9)
             ax.set_xlabel("# training samples evaluated", fontsize=8)
             if c == 0:
                 ax.set_ylabel("ELBO per datapoint (nats)", fontsize=8)
             ax.tick_params(labelsize=7)
-            finals.append({"dataset": dataset, "latent_dim": latent_dim(m), "epochs": len(m["history"]),
-                           "samples_seen": m["history"][-1]["samples_seen"], "train_elbo": m.get("train_elbo"),
-                           "test_elbo": m.get("test_elbo"), "test_iw_log_likelihood": m.get("test_iw_log_likelihood"),
-                           "active_units": m.get("active_units"), "train_seconds": round(m["train_seconds"], 1)})
     axes[0, 0].legend(fontsize=7)
-    paths = [save_figure(fig, out_dir / "figure2.png", dpi=100)]
-    paths.append(_write_csv(out_dir / "figure2_curves.csv", rows))
-    paths.append(_write_csv(out_dir / "figure2_final.csv", finals))
-    return paths
+    return fig
 
 
 def _write_csv(path: Path, rows: list[dict]) -> Path:
@@ -229,14 +257,82 @@ def image_panels(dirs: list[str | Path], png: str, path: str | Path, title: str,
     return path
 
 
+# -- latent spaces ------------------------------------------------------------------------------
+def save_latent_scatter(panels: list[tuple[str, Tensor, Tensor | None]], path: str | Path, *,
+                        title: str = "") -> Path:
+    """Side-by-side scatter plots of 2-D latent codes, coloured by label.
+
+    Args:
+        panels (list): ``(title, codes [N, 2], labels [N] or None)`` per panel; each panel keeps its
+            own axis ranges (an auto-encoder's codes have no prior to fix their scale).
+        path (str or Path): the PNG to write.
+        title (str): above all panels.
+    """
+    from matplotlib import colormaps
+    from matplotlib.lines import Line2D
+
+    fig = Figure(figsize=(4.2 * len(panels) + 1.2, 4.2), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    classes: list[int] = []
+    for ax, (name, codes, labels) in zip(axes, panels):
+        codes = codes.detach().cpu().numpy()
+        if codes.ndim != 2 or codes.shape[1] != 2:
+            raise ValueError(f"{name}: a latent scatter needs 2-D codes, got shape {tuple(codes.shape)}")
+        if labels is None:
+            ax.scatter(codes[:, 0], codes[:, 1], s=2, alpha=0.5, color="tab:gray", linewidths=0)
+        else:
+            labels = labels.detach().cpu().numpy()
+            ax.scatter(codes[:, 0], codes[:, 1], c=labels % 10, cmap="tab10", vmin=0, vmax=9, s=2, alpha=0.6,
+                       linewidths=0)
+            classes = sorted(set(classes) | {int(v) for v in labels})
+        ax.set(title=name, xlabel="$z_1$", ylabel="$z_2$")
+    if classes:
+        cmap = colormaps["tab10"]
+        handles = [Line2D([], [], marker="o", linestyle="", color=cmap(k % 10), label=str(k)) for k in classes]
+        fig.legend(handles=handles, title="label", loc="outside right center", fontsize=8, markerscale=1.2)
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, Path(path), dpi=100)
+
+
+def latent_scatter(dirs: list[str | Path], out_dir: str | Path, *, which: str = "last") -> Path:
+    """Posterior means of the test images of every run in ``dirs`` (2-D latents), one panel per run,
+    ordered by model name; writes ``latent_scatter_<model>_vs_<model>....png`` into ``out_dir``.
+
+    Each run's data and model are rebuilt from its checkpoint (:func:`vgae_toolkit.predict.load_run`).
+    """
+    from vgae_toolkit.predict import load_run
+
+    runs = sorted(find_runs(dirs), key=lambda r: (r[1]["model"], str(r[0])))
+    panels = []
+    for run_dir, m in runs:
+        task, model, _ = load_run(run_dir, which=which)
+        codes = task.embed(model, num_samples=1)["latent_test"]  # [test images, 2]
+        labels = task.sets["test"][1]  # the dataset's labels, whether or not the model saw them
+        if m.get("variational") is False:
+            name = f"{m['model']}: codes, test log p(x|z) {m['test_elbo']:.1f}"
+        else:
+            name = f"{m['model']}: posterior means, test ELBO {m['test_elbo']:.1f}"
+        panels.append((name, codes, labels))
+    names = "_vs_".join(m["model"] for _, m in runs)
+    dataset = ", ".join(dict.fromkeys(m["dataset"] for _, m in runs))
+    return save_latent_scatter(panels, Path(out_dir) / f"latent_scatter_{names}.png",
+                               title=f"{dataset} test images in a 2-D latent space, coloured by label")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m vgae_toolkit.plots.vae", description=__doc__.split("\n\n")[0])
-    parser.add_argument("figure", choices=["figure2", "figure4", "figure5"])
-    parser.add_argument("dirs", nargs="+", help="run directories or sweep directories that hold them")
+    parser.add_argument("figure", choices=["figure2", "figure2-csv", "figure4", "figure5", "latent-scatter"])
+    parser.add_argument("dirs", nargs="+", help="run directories or sweep directories that hold them "
+                                                "(figure2-csv: a figure2_curves.csv)")
     parser.add_argument("--out", default="experiments/vae", help="folder for the figure (default: experiments/vae)")
     args = parser.parse_args(argv)
     if args.figure == "figure2":
         paths = figure2(args.dirs, args.out)
+    elif args.figure == "figure2-csv":
+        paths = [plot_figure2([row for f in args.dirs for row in read_curves(f)], Path(args.out) / "figure2.png")]
+    elif args.figure == "latent-scatter":
+        paths = [latent_scatter(args.dirs, args.out)]
     elif args.figure == "figure4":
         paths = [image_panels(args.dirs, "manifold.png", Path(args.out) / "figure4.png",
                               "learned data manifolds (AEVB Fig. 4)")]
