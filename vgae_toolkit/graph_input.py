@@ -97,7 +97,7 @@ def prepare_graph(data: Data) -> Data:
                      int((counts > 1).sum()))
         mean = sums / counts
         out.edge_weight = torch.cat([mean, mean]).float()
-    for name in ("y", "node_ids", "source_sha256"):
+    for name in ("y", "train_mask", "val_mask", "test_mask", "node_ids", "source_sha256"):
         if getattr(data, name, None) is not None:
             out[name] = data[name]
     return out

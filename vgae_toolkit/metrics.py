@@ -155,3 +155,161 @@ def active_units(mu: Tensor, threshold: float = 0.01) -> int:
 def kl_per_dimension(posterior) -> Tensor:
     """KL(q(z_j|x) || N(0, 1)) averaged over the rows of a Posterior, ``[latent]``."""
     return posterior.kl_per_dim().detach().mean(dim=0)
+
+
+# -- Ranking scores of held-out links (OGB's definitions) -----------------------------------
+
+
+def _ranking_inputs(pos_scores: Tensor, neg_scores: Tensor) -> tuple[Tensor, Tensor]:
+    pos, neg = pos_scores.detach().double(), neg_scores.detach().double()
+    if pos.numel() == 0 or neg.numel() == 0:
+        raise ValueError("ranking scores need at least one positive and one negative")
+    return pos, neg
+
+
+def hits_at_k(pos_scores: Tensor, neg_scores: Tensor, k: int) -> float:
+    """Hits@K with OGB's definition: the share of positives that score strictly above the K-th
+    highest negative (a positive tied with it is a miss).
+
+    Every positive is ranked against the same negatives (the split's fixed negatives). With fewer
+    than ``k`` negatives every positive is a hit, as in OGB's evaluator.
+
+    Args:
+        pos_scores (Tensor): scores of the positive pairs (any monotone score, e.g. logits), ``[P]``.
+        neg_scores (Tensor): scores of the negative pairs, ``[M]``.
+        k (int): the cut-off K.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    pos, neg = _ranking_inputs(pos_scores.reshape(-1), neg_scores.reshape(-1))
+    if neg.numel() < k:
+        return 1.0
+    kth = torch.topk(neg, k).values[-1]
+    return float((pos > kth).double().mean())
+
+
+def mrr(pos_scores: Tensor, neg_scores: Tensor) -> float:
+    """Mean reciprocal rank with OGB's definition of a rank under ties.
+
+    The rank of a positive among its negatives is ``1 + (optimistic + pessimistic) / 2``, where
+    ``optimistic`` counts the negatives scoring strictly above it and ``pessimistic`` those scoring
+    at least as high: a tie counts half.
+
+    Args:
+        pos_scores (Tensor): scores of the positive pairs, ``[P]``.
+        neg_scores (Tensor): the negatives of every positive: ``[M]``, one set shared by all
+            positives (the split's fixed negatives: each positive is ranked against all of them),
+            or ``[P, M]``, row ``i`` holding the negatives of positive ``i`` (OGB's per-source
+            negatives).
+    """
+    pos, neg = _ranking_inputs(pos_scores.reshape(-1), neg_scores)
+    if neg.dim() == 1:
+        ordered = torch.sort(neg).values
+        total = ordered.numel()
+        above = total - torch.searchsorted(ordered, pos, right=True)  # strictly higher negatives
+        at_least = total - torch.searchsorted(ordered, pos, right=False)  # higher or tied
+    elif neg.dim() == 2 and neg.size(0) == pos.numel():
+        above = (neg > pos[:, None]).sum(dim=1)
+        at_least = (neg >= pos[:, None]).sum(dim=1)
+    else:
+        raise ValueError(f"neg_scores must be [M] or [{pos.numel()}, M], got {tuple(neg_scores.shape)}")
+    rank = 1.0 + 0.5 * (above.double() + at_least.double())
+    return float((1.0 / rank).mean())
+
+
+HITS_AT = (20, 50, 100)  # the cut-offs recorded for every link run
+
+
+def ranking_scores(pos_scores: Tensor, neg_scores: Tensor, ks: tuple[int, ...] = HITS_AT) -> dict[str, float]:
+    """``{"hits_at_20": ..., "hits_at_50": ..., "hits_at_100": ..., "mrr": ...}`` against shared negatives."""
+    out = {f"hits_at_{k}": hits_at_k(pos_scores, neg_scores, k) for k in ks}
+    out["mrr"] = mrr(pos_scores, neg_scores.reshape(-1))
+    return out
+
+
+# -- Embeddings judged beyond links: node clustering and a linear probe ----------------------
+
+
+def _numpy_rows(embeddings: Tensor, labels: Tensor):
+    x = embeddings.detach().cpu().double().numpy()
+    y = labels.detach().cpu().reshape(-1).long().numpy()
+    if x.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"embeddings {tuple(embeddings.shape)} and labels {tuple(labels.shape)} do not match")
+    return x, y
+
+
+def clustering_accuracy(labels, clusters) -> float:
+    """Accuracy of a clustering under the best one-to-one map of clusters to classes (Hungarian
+    matching on the contingency table); invariant to how the clusters are numbered.
+
+    Args:
+        labels (array-like): true classes, ``[n]``.
+        clusters (array-like): cluster ids, ``[n]``.
+    """
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
+
+    labels, clusters = np.asarray(labels).reshape(-1), np.asarray(clusters).reshape(-1)
+    _, y = np.unique(labels, return_inverse=True)
+    _, c = np.unique(clusters, return_inverse=True)
+    table = np.zeros((c.max() + 1, y.max() + 1), dtype=np.int64)
+    np.add.at(table, (c, y), 1)
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    return float(table[rows, cols].sum() / labels.size)
+
+
+def cluster_scores(embeddings: Tensor, labels: Tensor, k: int | None = None, *, restarts: int = 10,
+                   seed: int = 0) -> dict[str, float]:
+    """Node clustering of embeddings: k-means, then ACC (Hungarian matching), NMI and ARI
+    against the classes, as ARGA (Pan et al. 2018) reports them.
+
+    k-means (scikit-learn, k-means++ starts) keeps the best of ``restarts`` runs by inertia.
+
+    Args:
+        embeddings (Tensor): e.g. posterior means, ``[n, d]``.
+        labels (Tensor): classes, ``[n]``.
+        k (int, optional): number of clusters; ``None`` = number of classes.
+        restarts (int): k-means initialisations (default: 10).
+        seed (int): seeds k-means (default: 0).
+
+    Returns:
+        dict: ``{"cluster_acc", "cluster_nmi", "cluster_ari"}``, each in [0, 1] (ARI can be negative).
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    x, y = _numpy_rows(embeddings, labels)
+    k = len(set(y.tolist())) if k is None else k
+    clusters = KMeans(n_clusters=k, n_init=restarts, random_state=seed).fit_predict(x)
+    return {"cluster_acc": clustering_accuracy(y, clusters),
+            "cluster_nmi": float(normalized_mutual_info_score(y, clusters)),
+            "cluster_ari": float(adjusted_rand_score(y, clusters))}
+
+
+def linear_probe(embeddings: Tensor, labels: Tensor, train_mask: Tensor, test_mask: Tensor, *,
+                 max_iter: int = 1000) -> float:
+    """Test accuracy of a logistic regression (scikit-learn, L2, C = 1) fitted on the training nodes'
+    embeddings, centred on the training nodes' mean and divided by their root-mean-square norm.
+
+    One scale for all dimensions, not one per dimension: the probe then depends on the embedding
+    only up to rotation, as inner-product scores do (a spectral embedding's basis inside a repeated
+    eigenspace is arbitrary).
+
+    Args:
+        embeddings (Tensor): frozen node embeddings, ``[n, d]``.
+        labels (Tensor): classes, ``[n]``.
+        train_mask, test_mask (BoolTensor): the nodes to fit on and to score, ``[n]`` (e.g.
+            Planetoid's public split: 20 per class, 1000 test nodes).
+        max_iter (int): L-BFGS iterations (default: 1000).
+    """
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = _numpy_rows(embeddings, labels)
+    train, test = train_mask.cpu().bool().numpy(), test_mask.cpu().bool().numpy()
+    if not train.any() or not test.any():
+        raise ValueError("the linear probe needs training and test nodes")
+    x = x - x[train].mean(axis=0)
+    x = x / max(float(np.sqrt((x[train] ** 2).sum(axis=1).mean())), 1e-12)
+    probe = LogisticRegression(max_iter=max_iter).fit(x[train], y[train])
+    return float((probe.predict(x[test]) == y[test]).mean())

@@ -83,7 +83,9 @@ def parse_record(m) -> dict | str | None:
     for key, ok, expected in checks:
         if not ok:
             return f"{key}: expected {expected}, got {json.dumps(m.get(key))[:40]}"
-    return {"row": row_name(m["model"], m.get("features")), "model": m["model"], "dataset": m["dataset"],
+    # every other numeric test score (Hits@K, MRR, clustering, probe) is carried along for --metrics
+    scores = {k: v for k, v in m.items() if k.startswith("test_") and _is_number(v)}
+    return {**scores, "row": row_name(m["model"], m.get("features")), "model": m["model"], "dataset": m["dataset"],
             "features": m.get("features"), "seed": m.get("seed"), "test_auc": m.get("test_auc"),
             "test_ap": m.get("test_ap"), "wall_seconds": m.get("wall_seconds") or 0.0,
             "data_sha256": m.get("data_sha256"), "config": flatten(m.get("config") or {})}
@@ -128,7 +130,8 @@ def scan(*roots: str | Path) -> Scan:
     records, duplicates = _dedupe(records)
     _label_datasets(records)
     _label_configs(records)
-    return Scan(pd.DataFrame.from_records(records, columns=COLUMNS), duplicates, skipped)
+    scores = sorted({k for r in records for k in r if k.startswith("test_")} - set(COLUMNS))
+    return Scan(pd.DataFrame.from_records(records, columns=COLUMNS + scores), duplicates, skipped)
 
 
 def collect(*roots: str | Path) -> pd.DataFrame:
@@ -190,11 +193,16 @@ def _show(value: str) -> str:
 
 
 def summarize(runs: pd.DataFrame, metrics: tuple[str, ...] = ("auc", "ap")) -> pd.DataFrame:
-    """Mean and standard error (x100) per row, dataset and metric; ``n`` = number of seeds."""
+    """Mean and standard error (x100) per row, dataset and metric; ``n`` = number of seeds.
+
+    ``metrics`` name test scores of ``metrics.json`` without the ``test_`` prefix (``auc``, ``ap``,
+    ``hits_at_20``, ``mrr``, ``cluster_acc``, ``probe_acc``, ...); a run without one is not counted in it.
+    """
     out = []
     for (row, dataset), group in runs.groupby(["row", "dataset"], sort=False):
         for metric in metrics:
-            values = group[f"test_{metric}"].dropna().astype(float) * 100
+            column = f"test_{metric}"
+            values = (group[column] if column in group else pd.Series(dtype=float)).dropna().astype(float) * 100
             n = len(values)
             sem = float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
             out.append({"row": row, "dataset": dataset, "metric": metric, "mean": float(values.mean()),
@@ -222,6 +230,8 @@ def _cell(r) -> str:
         return ours
     flag = " **below**" if r["below"] else ""
     return f"{ours} ({r['paper']:.1f}, {r['diff']:+.1f}){flag}"
+    if math.isnan(r["mean"]):  # no run of the cell recorded this metric
+        return "—"
 
 
 def _row_order(row: str) -> tuple:
@@ -231,13 +241,13 @@ def _row_order(row: str) -> tuple:
     return (ROW_ORDER.index(base) if base in ROW_ORDER else len(ROW_ORDER), base, natural)
 
 
-def layout(table: pd.DataFrame) -> pd.DataFrame:
-    """The paper's layout: rows SC..VGAE, columns dataset x (AUC, AP); cells 'ours ± se (paper, diff)'."""
+def layout(table: pd.DataFrame, metrics: tuple[str, ...] = ("auc", "ap")) -> pd.DataFrame:
+    """The paper's layout: rows SC..VGAE, columns dataset x metric (AUC, AP); cells 'ours ± se (paper, diff)'."""
     cells = table.assign(cell=table.apply(_cell, axis=1))
     wide = cells.pivot(index="row", columns=["dataset", "metric"], values="cell")
     rows = sorted(wide.index, key=_row_order)
     cols = [(d, m) for d in DATASET_ORDER + sorted(set(cells["dataset"]) - set(DATASET_ORDER))
-            for m in ("auc", "ap") if (d, m) in wide.columns]
+            for m in metrics if (d, m) in wide.columns]
     wide = wide.loc[rows, cols].fillna("—")
     wide.columns = [f"{d} {m.upper()}" for d, m in cols]
     return wide
@@ -256,7 +266,7 @@ def notes(found: Scan) -> list[str]:
 
 
 def write_report(runs: pd.DataFrame, paper: pd.DataFrame | None, out: Path, header: str = "",
-                 extra: list[str] | tuple[str, ...] = ()) -> dict[str, Path]:
+                 extra: list[str] | tuple[str, ...] = (), metrics: tuple[str, ...] = ("auc", "ap")) -> dict[str, Path]:
     """Write ``out``.md, .csv and .tex; returns their paths.
 
     Args:
@@ -266,10 +276,11 @@ def write_report(runs: pd.DataFrame, paper: pd.DataFrame | None, out: Path, head
         header (str): markdown put above the table.
         extra (list of str): lines put under it (e.g. :func:`notes`).
     """
-    table = compare(summarize(runs), paper)
-    wide = layout(table)
+    table = compare(summarize(runs, metrics), paper)
+    wide = layout(table, metrics)
     out.parent.mkdir(parents=True, exist_ok=True)
     seeds = runs.groupby(["row", "dataset"]).size()
+        metrics (tuple of str): the test scores to tabulate (see :func:`summarize`).
     lines = [header, "", wide.to_markdown(), "",
              f"Cells: our mean ± standard error over seeds (x100), then (paper, difference); "
              f"**below** marks a cell more than 1 point under the paper.",
@@ -340,14 +351,18 @@ def main(argv: list[str] | None = None) -> None:
         check_roots(args.roots)
         paper = read_paper(args.paper) if args.paper else None  # before the scan: a bad file fails at once
         found = scan(*args.roots)
+    parser.add_argument("--metrics", default="auc,ap", type=lambda text: tuple(m.strip() for m in text.split(",")),
+                        help="comma-separated test scores of metrics.json, without test_ (default: auc,ap; also "
+                             "hits_at_20, hits_at_50, hits_at_100, mrr, cluster_acc, cluster_nmi, cluster_ari, "
+                             "probe_acc)")
         lines = notes(found)
         if found.runs.empty:
             parser.exit(1, "\n".join([f"no finished runs (metrics.json with status complete) under "
                                       f"{', '.join(args.roots)}", *lines, ""]))
-        print(layout(compare(summarize(found.runs), paper)).to_string())
+        print(layout(compare(summarize(found.runs, args.metrics), paper), args.metrics).to_string())
         if args.out:
             try:
-                written = write_report(found.runs, paper, args.out, extra=lines)
+                written = write_report(found.runs, paper, args.out, extra=lines, metrics=args.metrics)
             except OSError as err:  # a read-only place, a folder where a file goes, a full disk
                 raise DataError(f"--out {args.out}: cannot write the report there ({err.strerror or err}: "
                                 f"{err.filename or args.out}); expected a writable path") from err

@@ -149,6 +149,9 @@ def finish(cfg: DictConfig, ctx: distributed.Context, out: Path, identity: dict,
         return {**identity, "rank": ctx.rank, **{k: v for k, v in fit.selected.items() if k.startswith("val_")}}
     absent = task.splits_absent() if hasattr(task, "splits_absent") else []
     test = {} if "test" in absent else task.evaluate(model, "test")  # the only time the test split is touched
+    # once, for the selected model: Hits@K and MRR; node clustering and a linear probe where the graph has labels
+    final = task.final_metrics(model, node_metrics=bool(cfg.get("node_metrics", True)),
+                               seed=int(cfg.seed)) if hasattr(task, "final_metrics") else {}
     metrics = {
         "status": "complete",
         **identity,
@@ -161,6 +164,7 @@ def finish(cfg: DictConfig, ctx: distributed.Context, out: Path, identity: dict,
         **{k: v for k, v in fit.selected.items() if k.startswith("val_")},
         **test,
         "train_seconds": fit.train_seconds,
+        **final,
         "wall_seconds": time.perf_counter() - start,
         "device": str(ctx.device),
         "processes": ctx.world_size,

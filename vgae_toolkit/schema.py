@@ -164,7 +164,7 @@ class AnyOf(Rule):
 # logged and on which device it runs, not what it computes: two runs that differ only there are the
 # same run, for the run-folder check (vgae_toolkit/run_folder.py) and the report's cells alike.
 RESULT_NEUTRAL_KEYS = ("paths", "hydra", "skip_finished", "trainer.progress", "trainer.resume", "trainer.device",
-                       "logger")
+                       "logger", "node_metrics")  # node_metrics adds numbers to metrics.json, changes none
 
 
 def result_key(key: str, ignored: tuple[str, ...] = RESULT_NEUTRAL_KEYS) -> bool:
@@ -180,6 +180,7 @@ OPEN_FRACTION = Real(0, 1, low_open=True, high_open=True)
 COMMON: dict[str, Rule] = {
     "seed": SEED,
     "skip_finished": Bool(),
+    "node_metrics": Bool(),
     "paths.data_dir": Text(),
     "paths.download": Bool(),
     "paths.output_dir": Text(),
@@ -264,6 +265,7 @@ MODELS: dict[str, dict[str, Rule]] = {
         "kl_warmup_epochs": Int(0, MAX_EPOCHS),
         "free_bits": Real(0),
         "num_classes": Int(1, nullable=True, also=("auto",)),
+        "solver": Choice("auto", "dense", "block"),  # vgae_toolkit.models.baselines.SOLVERS
         "init_std": Real(0, low_open=True, nullable=True),
         "min_logvar": Real(),
     },

@@ -1,6 +1,6 @@
 """Graph datasets for link prediction, all returned as one undirected ``Data`` object.
 
-Every loader returns ``Data(x, edge_index, num_nodes[, y])`` with ``edge_index`` holding
+Every loader returns ``Data(x, edge_index, num_nodes[, y, *_mask])`` with ``edge_index`` holding
 both directions of each undirected edge, sorted, without self-loops or duplicates. Files
 are only read, never written: the data folder may be shared and read-only.
 """
@@ -45,6 +45,10 @@ def load_planetoid(root: str | Path, *, name: str, download: bool = True) -> Dat
         root (str or Path): the data root (``paths.data_dir``).
         name (str): ``cora``, ``citeseer`` or ``pubmed`` (any case).
         download (bool): try to download missing files (needs network and a writable root).
+
+    Returns:
+        Data: ``x``, ``edge_index``, ``y`` and the public split's ``train_mask``, ``val_mask`` and
+        ``test_mask`` (read for node classification of embeddings only; the link split ignores them).
     """
     from torch_geometric.io import read_planetoid_data
 
@@ -71,7 +75,9 @@ def load_planetoid(root: str | Path, *, name: str, download: bool = True) -> Dat
     except Exception as err:  # pickles of another layout raise many types; name the folder
         raise DataError(f"dataset {key!r}: could not parse the files in {raw}: {type(err).__name__}: {err}") from err
     edge_index, _ = clean_edges(data.edge_index, data.num_nodes)
-    return Data(x=data.x, edge_index=edge_index, y=data.y, num_nodes=data.num_nodes)
+    # the public split (Yang et al. 2016; Cora: 140 training, 500 validation, 1000 test nodes)
+    return Data(x=data.x, edge_index=edge_index, y=data.y, num_nodes=data.num_nodes, train_mask=data.train_mask,
+                val_mask=data.val_mask, test_mask=data.test_mask)
 
 
 # What the Planetoid pickles may construct: numpy arrays, scipy CSR matrices, a dict of lists.

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from vgae_toolkit.errors import ConfigError
-from vgae_toolkit.models.baselines import deepwalk_embedding, inner_product_scores, spectral_embedding
+from vgae_toolkit.models.baselines import SOLVERS, deepwalk_embedding, inner_product_scores, spectral_embedding
 from vgae_toolkit.models.graph import GraphBatch
 from vgae_toolkit.models.latent import Posterior
 
@@ -84,21 +84,25 @@ class SpectralEmbedding(NodeEmbedding):
     Args:
         regularization (float): tau as a fraction of the mean degree, see
             :func:`~vgae_toolkit.models.baselines.spectral_embedding`. (default: :obj:`0.03`)
+        solver (str): ``auto``, ``dense`` (exact) or ``block`` (LOBPCG, for large graphs), see
+            :func:`~vgae_toolkit.models.baselines.spectral_embedding`. (default: :obj:`auto`)
         **kwargs: ``in_channels``, ``num_nodes``, ``dim``, ``seed`` of :class:`NodeEmbedding`.
     """
 
-    def __init__(self, *, regularization: float = 0.03, **kwargs) -> None:
+    def __init__(self, *, regularization: float = 0.03, solver: str = "auto", **kwargs) -> None:
         super().__init__(**kwargs)
         if regularization < 0:
             raise ConfigError(f"model.regularization must be non-negative, got {regularization}")
-        self.regularization = regularization
+        if solver not in SOLVERS:
+            raise ConfigError(f"model.solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+        self.regularization, self.solver = regularization, solver
 
     def embed(self, edge_index: Tensor) -> Tensor:
         return spectral_embedding(edge_index, self.num_nodes, dim=self.dim,
-                                  regularization=self.regularization, seed=self.seed)
+                                  regularization=self.regularization, seed=self.seed, solver=self.solver)
 
     def describe(self) -> dict:
-        return {**super().describe(), "regularization": self.regularization}
+        return {**super().describe(), "regularization": self.regularization, "solver": self.solver}
 
 
 class DeepWalk(NodeEmbedding):

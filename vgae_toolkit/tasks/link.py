@@ -12,7 +12,7 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from vgae_toolkit.errors import ConfigError, DataError
 from vgae_toolkit.graph_input import prepare_graph
-from vgae_toolkit.metrics import link_scores
+from vgae_toolkit.metrics import HITS_AT, cluster_scores, link_scores, linear_probe, ranking_scores
 from vgae_toolkit.models.graph import GraphBatch
 from vgae_toolkit.ops.sparse import SparseMatrix, maybe_sparse
 from vgae_toolkit.splits import LinkSplit, NegativeSampler, split_edges
@@ -173,6 +173,46 @@ class LinkPredictionTask:
         unknown = [i for i in ids if i not in lookup]
         if unknown:
             raise DataError(f"unknown node ids {unknown[:5]} (the graph has {len(names)} nodes)")
+    ranking_names = (*(f"hits_at_{k}" for k in HITS_AT), "mrr")  # what final_metrics() adds per split
+
+    def final_metrics(self, model: nn.Module, *, node_metrics: bool = True, seed: int = 0) -> dict[str, float]:
+        """Scores of the selected model computed once, after training (never during it, so that the
+        per-epoch validation stays cheap and ``trainer.monitor`` keeps its keys).
+
+        ``<split>_hits_at_20/50/100`` and ``<split>_mrr`` of the val and test pairs (OGB's definitions,
+        each positive ranked against the split's fixed negatives: :func:`~vgae_toolkit.metrics.hits_at_k`,
+        :func:`~vgae_toolkit.metrics.mrr`) and, with ``node_metrics`` on a graph with node labels,
+        :meth:`node_metrics`.
+        """
+        out = {}
+        for split in ("val", "test"):
+            if split not in self.splits_absent():
+                pos, neg = self.scores(model, split)
+                out.update({f"{split}_{k}": v for k, v in ranking_scores(pos, neg).items()})
+        return {**out, **(self.node_metrics(model, seed=seed) if node_metrics else {})}
+
+    def node_metrics(self, model: nn.Module, *, seed: int = 0) -> dict[str, float]:
+        """The embeddings (posterior means, encoder on the training graph) judged on the node labels
+        ``data.y``, as ARGA (Pan et al. 2018) and MaskGAE report them: k-means with 10 restarts on all
+        nodes (``test_cluster_acc``, ``test_cluster_nmi``, ``test_cluster_ari``) and, where the graph has
+        a ``train_mask`` and ``test_mask`` (Planetoid's public split), a logistic-regression probe
+        (``test_probe_acc``). Empty for a graph without one integer label per node.
+        """
+        y = getattr(self.data, "y", None)
+        n = self.data.num_nodes
+        if not isinstance(y, Tensor) or y.shape != (n,) or y.dtype.is_floating_point or y.dtype == torch.bool:
+            return {}
+        classes = int(torch.unique(y).numel())
+        if not 2 <= classes < n:
+            return {}
+        emb = self.embed(model)["embeddings"].float().cpu()  # [num_nodes, latent]
+        out = {f"test_{k}": v for k, v in cluster_scores(emb, y, classes, seed=seed).items()}
+        train, test = getattr(self.data, "train_mask", None), getattr(self.data, "test_mask", None)
+        if isinstance(train, Tensor) and isinstance(test, Tensor) and train.shape == test.shape == (n,):
+            if bool(train.any()) and bool(test.any()) and int(torch.unique(y[train]).numel()) >= 2:
+                out["test_probe_acc"] = linear_probe(emb, y, train, test)
+        return out
+
         return torch.tensor([lookup[i] for i in ids], dtype=torch.long)
 
     def score_pairs(self, model: nn.Module, pairs: Tensor) -> Tensor:
