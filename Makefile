@@ -74,16 +74,17 @@ TABLE1_JOBS ?= 2
 TABLE1_SWEEP = OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m vgae_toolkit -m launcher=joblib \
 	hydra.launcher.n_jobs=$(TABLE1_JOBS)
 TABLE1_REPORT = $(BIN)/python -m vgae_toolkit.report --paper experiments/table1/paper.csv
+TABLE1_TITLE = Table 1 (Kipf & Welling 2016, link prediction)
 .PHONY: table1 table1-tuned table1-smoke figures-graph
 
-# $(1): experiment, $(2): runs folder, $(3): report path. Runs the sweep, then writes the report with
-# a header saying how it was made.
+# $(1): experiment, $(2): runs folder, $(3): report path; $(4): report command (default: Table 1's),
+# $(5): title. Runs the sweep, then writes the report with a header saying how it was made.
 define table1_sweep
 	@start=$$(date +%s); load=$$(cut -d' ' -f1-3 /proc/loadavg); \
 	$(TABLE1_SWEEP) +experiment=$(1) hydra.sweep.dir=$(2) $(ARGS) || exit 1; \
 	wall=$$(( $$(date +%s) - start )); \
-	$(TABLE1_REPORT) $(2) --out $(3) || exit 1; \
-	{ echo "# Table 1 (Kipf & Welling 2016, link prediction): experiment=$(1)"; echo; \
+	$(or $(4),$(TABLE1_REPORT)) $(2) --out $(3) || exit 1; \
+	{ echo "# $(or $(5),$(TABLE1_TITLE)): experiment=$(1)"; echo; \
 	  echo "- command: \`make $@$(if $(ARGS), ARGS='$(ARGS)')\`, i.e. \`python -m vgae_toolkit -m +experiment=$(1) launcher=joblib hydra.launcher.n_jobs=$(TABLE1_JOBS)\` with OMP_NUM_THREADS=1"; \
 	  echo "- date: $$(date -u '+%Y-%m-%d %H:%M UTC')"; \
 	  echo "- machine: $$(nproc) cores ($$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $$(uname -sm), load average $$load at the start"; \
@@ -101,6 +102,19 @@ table1-smoke: install  ## Table 1 in about a minute: Cora, seed 0, every row, 20
 	$(TABLE1_SWEEP) +experiment=table1 dataset=cora seed=0 autoencoder.epochs=20 \
 		hydra.sweep.dir=$(TABLE1_SMOKE) $(ARGS)
 	$(TABLE1_REPORT) $(TABLE1_SMOKE) --out $(TABLE1_SMOKE)/results
+
+# The graph auto-encoder family under our protocol (conf/experiment/zoo.yaml): 13 rows x Cora, CiteSeer, PubMed x
+# seeds 0-9 into ZOO_RUNS (resumable, TABLE1_JOBS at a time), then experiments/zoo/results.{md,csv,tex} beside the
+# published numbers (experiments/zoo/published.csv, each under its own protocol); the same runs' Hits@K, MRR, node
+# clustering and linear-probe scores go to experiments/zoo/results_beyond_links.{md,csv,tex}.
+ZOO_RUNS ?= $(or $(VGAE_TOOLKIT_OUTPUT),outputs)/zoo
+ZOO_OUT ?= experiments/zoo/results
+ZOO_REPORT = $(BIN)/python -m vgae_toolkit.report --paper experiments/zoo/published.csv
+.PHONY: zoo
+zoo: install  ## graph auto-encoders from SC to MaskGAE, one protocol: experiments/zoo/results.md
+	$(call table1_sweep,zoo,$(ZOO_RUNS),$(ZOO_OUT),$(ZOO_REPORT),The graph auto-encoder zoo (link prediction, our protocol))
+	$(BIN)/python -m vgae_toolkit.report $(ZOO_RUNS) --out $(ZOO_OUT)_beyond_links \
+		--metrics hits_at_20,hits_at_50,hits_at_100,mrr,cluster_acc,cluster_nmi,cluster_ari,probe_acc
 
 figures-graph: install  ## VGAE Fig. 1 (t-SNE of latent means, Cora) and ROC/PR curves, from seed 0 of make table1
 	$(BIN)/python -m vgae_toolkit.plots.graph $(TABLE1_RUNS) --seed 0 --out experiments/table1

@@ -15,6 +15,10 @@ Sections (``make bench`` runs them all; the data root is ``--data-dir`` or ``VGA
     A GAE whose encoder is two ``GATConv`` layers (4 heads, ELU: ``conf/model/encoder/gat.yaml``) on
     both sides: ours through ``LinkPredictionTask`` and ``Trainer`` (``encoder=gat``), the reference
     the same example loop over the same layers from the same initial weights.
+``maskgae``
+    MaskGAE (path masking) on Cora and PubMed, ours against a loop written as its authors'
+    link-prediction script over PyG layers (``benchmarks/bench_maskgae.py``), lockstep epochs from the same
+    initial weights, validation AUC/AP after the same epochs.
 ``featureless``
     PubMed without features (GAE*): our learnable first layer against the dense N x N identity input
     of the original code. Each side runs in a child process, so that its peak RSS is its own.
@@ -24,6 +28,10 @@ Sections (``make bench`` runs them all; the data root is ``--data-dir`` or ``VGA
     sigmoid outputs), fed once by the example's own data path (a PIL image per item through a
     ``DataLoader``, as torchvision's MNIST does) and once by in-memory tensor batches (the training step
     alone); samples per second and test ELBO.
+``iw``
+    The importance-weighted log p(x) (K = 5000) of that VAE on MNIST test images: ours against the
+    straightforward loop the toolkit ran before (``benchmarks/bench_iw.py``), the same draws on both
+    sides; wall and CPU time, the full test set's time extrapolated, and the difference in nats.
 ``scaling``
     Synthetic SBM graphs from 10k to 1M nodes (average degree 10), one child process per size: ms
     per training epoch, peak RSS, and the growth exponent of the epoch time against the edge count.
@@ -54,7 +62,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-SECTIONS = ("link", "gat", "featureless", "vae", "scaling")
+SECTIONS = ("link", "gat", "maskgae", "featureless", "vae", "iw", "scaling")
 WARMUP = 3  # epochs left out of every median
 
 
@@ -564,6 +572,10 @@ def render(results: dict, command: str, wall: float) -> str:
                   "the fused sampled loss). Reference: the example's loop over `GATConv`, which adds the "
                   "self-loops, projects the dense features and scatters [E, heads, C] messages on every call. "
                   "Test AUC/AP after the same epochs from the same initial weights.", ""]
+    if results.get("maskgae"):
+        from bench_maskgae import render_maskgae
+
+        lines += render_maskgae(results["maskgae"], paired_difference)
     if "featureless" in results:
         ours, ref = results["featureless"]["ours"], results["featureless"]["ref"]
         lines += ["## Featureless PubMed (GAE*)", "",
@@ -601,6 +613,10 @@ def render(results: dict, command: str, wall: float) -> str:
                          "not the result." if r["refs_identical"] else
                          "**their weights differed**, so their data paths are not equivalent.")]
         lines.append("")
+    if results.get("iw"):
+        from bench_iw import render_iw
+
+        lines += render_iw(results["iw"])
     if "scaling" in results:
         rows = results["scaling"]
         lines += ["## Scaling on synthetic SBM graphs (VGAE, sampled loss, 32 features, average degree 10)", "",
@@ -630,9 +646,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gat-epochs", type=int, default=200)
     parser.add_argument("--gat-datasets", default="cora,pubmed")
     parser.add_argument("--gat-seeds", type=int, default=3, help="seeds per dataset, from --seed on")
+    parser.add_argument("--maskgae-epochs", type=int, default=100)
+    parser.add_argument("--maskgae-datasets", default="cora,pubmed")
+    parser.add_argument("--maskgae-seeds", type=int, default=2, help="seeds per dataset, from --seed on")
     parser.add_argument("--featureless-epochs", type=int, default=20)
     parser.add_argument("--vae-epochs", type=int, default=3)
     parser.add_argument("--vae-seeds", type=int, default=3, help="VAE runs per side, from --seed on")
+    parser.add_argument("--iw-images", type=int, default=500, help="MNIST test images of the iw section")
+    parser.add_argument("--iw-samples", type=int, default=5000, help="K of the iw section")
+    parser.add_argument("--iw-epochs", type=int, default=1, help="training epochs of the iw section's VAE")
     parser.add_argument("--scaling-sizes", default="10000,30000,100000,300000,1000000")
     parser.add_argument("--scaling-epochs", type=int, default=10,
                         help="epochs at the largest size; smaller graphs run proportionally more (see scaling_epochs)")
@@ -663,6 +685,12 @@ def main(argv: list[str] | None = None) -> None:
     if "gat" in sections:
         seeds = list(range(args.seed, args.seed + args.gat_seeds))
         results["gat"] = bench_gat(args.data_dir, args.gat_datasets.split(","), args.gat_epochs, seeds)
+    if "maskgae" in sections:
+        from bench_maskgae import bench_maskgae  # benchmarks/bench_maskgae.py, beside this script
+
+        seeds = list(range(args.seed, args.seed + args.maskgae_seeds))
+        results["maskgae"] = bench_maskgae(args.data_dir, args.maskgae_datasets.split(","), args.maskgae_epochs, seeds)
+        print(json.dumps(results["maskgae"]), flush=True)
     if "featureless" in sections:
         results["featureless"] = {
             side: run_child(["featureless", side, *common, "--featureless-epochs", str(args.featureless_epochs)])
@@ -670,6 +698,11 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(results["featureless"]), flush=True)
     if "vae" in sections:
         results["vae"] = bench_vae(args.data_dir, args.vae_epochs, list(range(args.seed, args.seed + args.vae_seeds)))
+    if "iw" in sections:
+        from bench_iw import bench_iw  # benchmarks/bench_iw.py, beside this script
+
+        results["iw"] = bench_iw(args.data_dir, args.iw_images, args.iw_samples, args.iw_epochs, args.seed)
+        print(json.dumps(results["iw"]), flush=True)
     if "scaling" in sections:
         rows = []
         sizes = [int(s) for s in args.scaling_sizes.split(",")]

@@ -88,6 +88,7 @@ def build_link_task(cfg: DictConfig, data=None):
         test_frac=cfg.split.test_frac,
         split_seed=cfg.split.seed,
         sampler_seed=cfg.seed,
+        test_graph=cfg.split.get("test_graph", "train"),
     )
 
 

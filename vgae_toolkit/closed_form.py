@@ -55,4 +55,5 @@ class ClosedFormFit:
         bar.close()
         for callback in self.callbacks:
             callback(1, record, model)
-        return FitResult(history=[record], selected_epoch=1, selected=dict(record), train_seconds=seconds)
+        return FitResult(history=[record], selected_epoch=1, selected=dict(record), train_seconds=seconds,
+                         epochs_done=1)

@@ -145,7 +145,7 @@ def training_state(optimizer: torch.optim.Optimizer, result, epoch_start: dict) 
     return {"optimizer": _cpu(optimizer.state_dict()), "epoch": result.epochs_done, "step": result.step,
             "sums": dict(result.sums), "count": result.count, "history": _cpu(result.history),
             "best_state": _cpu(result.best_state), "best_score": float(result.best_score),
-            "best_epoch": result.best_epoch, "best_record": result.best_record,
+            "best_epoch": result.best_epoch, "best_record": result.best_record, "waited": result.waited,
             "train_seconds": result.train_seconds, "rng": _every_process(rng_states()), "batches": epoch_start}
 
 
@@ -167,6 +167,7 @@ def restore(state: dict, model: nn.Module, optimizer: torch.optim.Optimizer, bat
     result.sums, result.history = dict(state["sums"]), list(state["history"])
     result.best_state, result.best_epoch = state["best_state"], int(state["best_epoch"])
     result.best_score = float(state.get("best_score", -math.inf))
+    result.waited = int(state.get("waited", 0))
     result.best_record, result.train_seconds = state["best_record"], float(state["train_seconds"])
     if hasattr(model, "set_epoch"):  # an epoch-dependent schedule (KL warm-up) continues where it was
         model.set_epoch(result.epochs_done)

@@ -29,6 +29,7 @@ BUILDERS: frozenset[str] = frozenset({
     "vgae_toolkit.data.images.load_array",
     # models
     "vgae_toolkit.models.graph.GraphAutoEncoder",
+    "vgae_toolkit.models.maskgae.MaskGAE",
     "vgae_toolkit.models.vae.VAE",
     "vgae_toolkit.models.embedding.SpectralEmbedding",
     "vgae_toolkit.models.embedding.DeepWalk",

@@ -22,8 +22,13 @@ from vgae_toolkit.errors import DataError, ToolkitError
 from vgae_toolkit.schema import RESULT_NEUTRAL_KEYS, result_key
 
 # Table 1's row names: * marks runs without node features.
-ROW_NAMES = {"spectral": "SC", "deepwalk": "DW", "gae": "GAE", "vgae": "VGAE"}
-ROW_ORDER = ["SC", "DW", "GAE*", "VGAE*", "GAE", "VGAE"]
+ROW_NAMES = {"spectral": "SC", "deepwalk": "DW", "gae": "GAE", "vgae": "VGAE",
+             # the zoo's rows (conf/zoo_row)
+             "linear_gae": "Linear GAE", "linear_vgae": "Linear VGAE", "arga": "ARGA", "argva": "ARGVA",
+             "gae_gat": "GAE (GAT)", "gae_sage": "GAE (SAGE)", "maskgae_edge": "MaskGAE edge",
+             "maskgae": "MaskGAE path", "best": "best"}
+ROW_ORDER = ["SC", "DW", "GAE*", "VGAE*", "GAE", "VGAE", "Linear GAE", "Linear VGAE", "ARGA", "ARGVA",
+             "GAE (GAT)", "GAE (SAGE)", "MaskGAE edge", "MaskGAE path", "best"]
 DATASET_ORDER = ["cora", "citeseer", "pubmed"]
 
 
@@ -225,13 +230,13 @@ def compare(summary: pd.DataFrame, paper: pd.DataFrame | None, tolerance: float 
 
 
 def _cell(r) -> str:
+    if math.isnan(r["mean"]):  # no run of the cell recorded this metric
+        return "—"
     ours = f"{r['mean']:.1f} ± {r['se']:.1f}" if not math.isnan(r["se"]) else f"{r['mean']:.1f}"
     if math.isnan(r["paper"]):
         return ours
     flag = " **below**" if r["below"] else ""
     return f"{ours} ({r['paper']:.1f}, {r['diff']:+.1f}){flag}"
-    if math.isnan(r["mean"]):  # no run of the cell recorded this metric
-        return "—"
 
 
 def _row_order(row: str) -> tuple:
@@ -275,12 +280,12 @@ def write_report(runs: pd.DataFrame, paper: pd.DataFrame | None, out: Path, head
         out (Path): the path without suffix.
         header (str): markdown put above the table.
         extra (list of str): lines put under it (e.g. :func:`notes`).
+        metrics (tuple of str): the test scores to tabulate (see :func:`summarize`).
     """
     table = compare(summarize(runs, metrics), paper)
     wide = layout(table, metrics)
     out.parent.mkdir(parents=True, exist_ok=True)
     seeds = runs.groupby(["row", "dataset"]).size()
-        metrics (tuple of str): the test scores to tabulate (see :func:`summarize`).
     lines = [header, "", wide.to_markdown(), "",
              f"Cells: our mean ± standard error over seeds (x100), then (paper, difference); "
              f"**below** marks a cell more than 1 point under the paper.",
@@ -346,15 +351,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("roots", nargs="+", help="run or sweep directories to search for metrics.json")
     parser.add_argument("--paper", type=Path, help="CSV of paper numbers (row,dataset,metric,mean,sd)")
     parser.add_argument("--out", type=Path, help="write OUT.md, OUT.csv and OUT.tex")
+    parser.add_argument("--metrics", default="auc,ap", type=lambda text: tuple(m.strip() for m in text.split(",")),
+                        help="comma-separated test scores of metrics.json, without test_ (default: auc,ap; also "
+                             "hits_at_20, hits_at_50, hits_at_100, mrr, cluster_acc, cluster_nmi, cluster_ari, "
+                             "probe_acc)")
     args = parser.parse_args(argv)
     try:
         check_roots(args.roots)
         paper = read_paper(args.paper) if args.paper else None  # before the scan: a bad file fails at once
         found = scan(*args.roots)
-    parser.add_argument("--metrics", default="auc,ap", type=lambda text: tuple(m.strip() for m in text.split(",")),
-                        help="comma-separated test scores of metrics.json, without test_ (default: auc,ap; also "
-                             "hits_at_20, hits_at_50, hits_at_100, mrr, cluster_acc, cluster_nmi, cluster_ari, "
-                             "probe_acc)")
         lines = notes(found)
         if found.runs.empty:
             parser.exit(1, "\n".join([f"no finished runs (metrics.json with status complete) under "

@@ -191,6 +191,7 @@ COMMON: dict[str, Rule] = {
     "split.val_frac": FRACTION,
     "split.test_frac": FRACTION,
     "split.seed": SEED,
+    "split.test_graph": Choice("train", "train_val"),
     "trainer.epochs": Int(1, MAX_EPOCHS),
     "trainer.lr": Real(0, low_open=True),
     "trainer.optimizer": Choice("adam", "adagrad", "sgd"),  # vgae_toolkit.trainer.OPTIMIZERS (tested)
@@ -198,6 +199,8 @@ COMMON: dict[str, Rule] = {
     "trainer.select": Choice("last", "best"),
     "trainer.monitor": Text(),  # auto or a validation metric; the trainer checks the name
     "trainer.eval_every": Int(1, MAX_EPOCHS),
+    "trainer.grad_clip": Real(0),
+    "trainer.patience": Int(0, MAX_EPOCHS),
     "trainer.progress": Bool(),
     "trainer.device": Text(),  # auto, cpu, cuda or cuda:N; resolve_device checks the form and the GPU
     "trainer.resume": Bool(),
@@ -241,10 +244,28 @@ MODELS: dict[str, dict[str, Rule]] = {
         "regulariser.steps": Int(1, 100),
         "regulariser.weight": Real(0),
     },
+    "vgae_toolkit.models.maskgae.MaskGAE": {
+        "hidden": Int(1, MAX_WIDTH),
+        "latent": Int(1, MAX_WIDTH),
+        "layers": Int(1, 64),
+        "dropout": Real(0, 1, high_open=True),
+        "batch_norm": Bool(),
+        "activation": Choice("relu", "elu", "tanh", "leaky_relu", "gelu", "identity"),
+        "bias": Bool(),
+        "mask": Choice("path", "edge", "none"),
+        "mask_ratio": Real(0, 1),
+        "walk_length": Int(1, 1000),
+        "walks_per_node": Int(1, 1000),
+        "walk_start": Choice("edge", "node"),
+        "decoder_hidden": IntList(1, MAX_WIDTH),
+        "decoder_dropout": Real(0, 1, high_open=True),
+        "degree_weight": Real(0),
+    },
     "vgae_toolkit.models.embedding.SpectralEmbedding": {
         "dim": Int(1, MAX_WIDTH),
         "regularization": Real(0),
         "seed": SEED,
+        "solver": Choice("auto", "dense", "block"),  # vgae_toolkit.models.baselines.SOLVERS
     },
     "vgae_toolkit.models.embedding.DeepWalk": {
         "dim": Int(1, MAX_WIDTH),
@@ -265,10 +286,13 @@ MODELS: dict[str, dict[str, Rule]] = {
         "kl_warmup_epochs": Int(0, MAX_EPOCHS),
         "free_bits": Real(0),
         "num_classes": Int(1, nullable=True, also=("auto",)),
-        "solver": Choice("auto", "dense", "block"),  # vgae_toolkit.models.baselines.SOLVERS
         "init_std": Real(0, low_open=True, nullable=True),
         "min_logvar": Real(),
     },
+        "beta": Real(0),  # constant KL weight (beta-VAE)
+        "variational": Bool(),  # false: the deterministic auto-encoder (model=ae)
+        "encoder.name": Choice("mlp", "conv"),  # image encoders (conf/model/encoder/{mlp,conv}.yaml)
+        "encoder.channels": IntList(1, MAX_WIDTH),
 }
 
 # Keys of each kind of dataset (conf/dataset/*), loaders included.
@@ -291,10 +315,6 @@ DATASETS: dict[str, dict[str, Rule]] = {
         "loader.p_out": Real(0, 1),
         "loader.num_features": Int(1, MAX_WIDTH),
         "loader.feature_noise": Real(0),
-        "beta": Real(0),  # constant KL weight (beta-VAE)
-        "variational": Bool(),  # false: the deterministic auto-encoder (model=ae)
-        "encoder.name": Choice("mlp", "conv"),  # image encoders (conf/model/encoder/{mlp,conv}.yaml)
-        "encoder.channels": IntList(1, MAX_WIDTH),
         "loader.seed": SEED,
     },
     "image": {

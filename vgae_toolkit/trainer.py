@@ -52,6 +52,8 @@ class FitResult:
     sums: dict[str, float] = field(default_factory=dict)
     count: int = 0
     interrupted: bool = False  # stopped on request before the last epoch
+    waited: int = 0  # evaluations since the best monitor value (trainer.patience)
+    stopped_early: bool = False  # stopped by trainer.patience
     resume: dict | None = None  # an interrupted fit's state to continue from (weights apart)
 
 
@@ -84,6 +86,10 @@ class Trainer:
             papers report) or ``best`` (highest ``monitor`` on validation).
         monitor (str): validation key that ``select=best`` maximises, e.g. ``val_ap``.
         eval_every (int): evaluate every this many epochs (and always after the last).
+        grad_clip (float): rescale the gradients so that their global norm is at most this before each
+            step; ``0`` = off (MaskGAE, Li et al. 2023: 1.0).
+        patience (int): stop after this many evaluations in a row without a new best ``monitor``
+            value; ``0`` = never stop early (MaskGAE: 20, evaluating every 10 epochs).
         progress (bool): show a tqdm progress bar.
         callbacks (list): callables ``f(epoch, record, model)`` run after each epoch.
     """
@@ -98,6 +104,8 @@ class Trainer:
         select: str = "last",
         monitor: str = "val_ap",
         eval_every: int = 1,
+        grad_clip: float = 0.0,
+        patience: int = 0,
         progress: bool = True,
         callbacks: list[Callable[[int, dict, nn.Module], None]] | None = None,
     ) -> None:
@@ -107,6 +115,9 @@ class Trainer:
             raise ValueError(f"trainer.select: expected 'last' or 'best', got {select!r}")
         if epochs < 1 or eval_every < 1:
             raise ValueError("trainer.epochs and trainer.eval_every must be at least 1")
+        if grad_clip < 0 or patience < 0:
+            raise ValueError("trainer.grad_clip and trainer.patience must be non-negative")
+        self.grad_clip, self.patience = float(grad_clip), int(patience)
         self.epochs, self.lr, self.weight_decay = epochs, lr, weight_decay
         self.optimizer_cls = OPTIMIZERS[optimizer]
         self.select, self.monitor, self.eval_every = select, monitor, eval_every
@@ -157,6 +168,8 @@ class Trainer:
                         f"non-finite loss ({values['loss']}) at epoch {epoch}; last finite epoch: {last or 'none'}",
                         history=result.history,
                     )
+                if self.grad_clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
                 opt.step()
                 for key, value in values.items():
                     result.sums[key] = result.sums.get(key, 0.0) + value
@@ -179,12 +192,18 @@ class Trainer:
                     result.best_score = record[self.monitor]
                     result.best_state = copy.deepcopy(model.state_dict())
                     result.best_epoch, result.best_record = epoch, dict(record)
+                    result.waited = 0
+                else:
+                    result.waited += 1
             result.history.append(record)
             if show:
                 bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"}, refresh=False)
             for callback in self.callbacks:
                 callback(epoch, record, model)
             result.epochs_done, result.step, result.count, result.sums = epoch, 0, 0, {}
+            if self.patience and result.waited >= self.patience:
+                result.stopped_early = True
+                break
         bar.close()
         result.train_seconds = time.perf_counter() - start
         if result.interrupted:
@@ -195,5 +214,5 @@ class Trainer:
             model.load_state_dict(result.best_state)
             result.selected_epoch, result.selected = result.best_epoch, result.best_record
         else:
-            result.selected_epoch, result.selected = self.epochs, dict(result.history[-1])
+            result.selected_epoch, result.selected = result.epochs_done, dict(result.history[-1])
         return result

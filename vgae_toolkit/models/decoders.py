@@ -34,11 +34,14 @@ class HadamardMLPDecoder(nn.Module):
         latent (int): size of z (filled in from the encoder).
         hidden (list[int]): widths of the hidden layers. (default: ``[64]``)
         dropout (float): dropout before every layer. (default: ``0.0``)
+        dropout_last (bool): dropout before the output layer too; ``False``: before the hidden
+            layers only, as MaskGAE's edge decoder. (default: ``True``)
     """
 
     fused = False
 
-    def __init__(self, *, latent: int, hidden: list[int] | tuple[int, ...] = (64,), dropout: float = 0.0) -> None:
+    def __init__(self, *, latent: int, hidden: list[int] | tuple[int, ...] = (64,), dropout: float = 0.0,
+                 dropout_last: bool = True) -> None:
         super().__init__()
         widths = [latent, *hidden]
         if any(w < 1 for w in widths):
@@ -46,11 +49,12 @@ class HadamardMLPDecoder(nn.Module):
         layers: list[nn.Module] = []
         for a, b in zip(widths, widths[1:]):
             layers += [nn.Dropout(dropout), nn.Linear(a, b), nn.ReLU()]
-        layers += [nn.Dropout(dropout), nn.Linear(widths[-1], 1)]
+        layers += [nn.Dropout(dropout if dropout_last else 0.0), nn.Linear(widths[-1], 1)]
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, z: Tensor, pairs: Tensor) -> Tensor:
-        return self.mlp(z[pairs[0]] * z[pairs[1]]).squeeze(-1)
+        # index_select: the same rows as z[pairs[i]], with a cheaper backward pass on the CPU
+        return self.mlp(z.index_select(0, pairs[0]) * z.index_select(0, pairs[1])).squeeze(-1)
 
 
 DECODERS = {"inner_product": InnerProductDecoder, "hadamard_mlp": HadamardMLPDecoder}

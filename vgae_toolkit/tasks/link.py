@@ -91,11 +91,19 @@ class LinkPredictionTask:
         sampler_seed (int): seeds the per-epoch training negatives.
         split (LinkSplit, optional): a split made elsewhere, used as given (``data`` then holds the
             training graph); the fractions and ``split_seed`` are unused.
+        test_graph (str): the graph the encoder sees when the test pairs are scored: ``train`` (the
+            training edges, as at every other stage: our protocol) or ``train_val`` (training and
+            validation edges, as MaskGAE's code scores its test split; a protocol option for
+            comparing with published numbers, never the default).
     """
 
     def __init__(self, data: Data, *, features: bool = True, normalize_features: bool = False,
                  val_frac: float = 0.05, test_frac: float = 0.10, split_seed: int = 0, sampler_seed: int = 0,
-                 split: LinkSplit | None = None) -> None:
+                 split: LinkSplit | None = None, test_graph: str = "train") -> None:
+        if test_graph not in ("train", "train_val"):
+            raise ConfigError(f"split.test_graph={test_graph!r}: expected 'train' or 'train_val'")
+        self.test_graph = test_graph
+        self._test_batch: GraphBatch | None = None
         self.data = data = prepare_graph(data)
         self.split: LinkSplit = split if split is not None else split_edges(
             data.edge_index, data.num_nodes, val_frac=val_frac, test_frac=test_frac, seed=split_seed)
@@ -122,8 +130,23 @@ class LinkPredictionTask:
 
     def to(self, device: torch.device | str) -> LinkPredictionTask:
         """Moves the training graph and the held-out pairs to ``device``."""
-        self.batch, self.split = self.batch.to(device), self.split.to(device)
+        self.batch, self.split, self._test_batch = self.batch.to(device), self.split.to(device), None
         return self
+
+    def graph_for(self, split: str) -> GraphBatch:
+        """The graph the encoder sees when ``split``'s pairs are scored (see ``test_graph``)."""
+        if split != "test" or self.test_graph == "train":
+            return self.batch
+        if self._test_batch is None:  # training and validation edges, both directions
+            val = self.split.val_pos.to(self.batch.pos.device)
+            pos = torch.cat([self.batch.pos, val], dim=1)
+            edge_index = torch.cat([pos, pos.flip(0)], dim=1)
+            weight = training_weights(self.data, edge_index.cpu())
+            adj = normalized_adjacency(edge_index.cpu(), self.data.num_nodes, weight).to(self.batch.pos.device)
+            self._test_batch = GraphBatch(x=self.batch.x, adj=adj, pos=pos, edge_index=edge_index,
+                                          edge_weight=None if weight is None else weight.to(pos.device),
+                                          features=self.batch.features)
+        return self._test_batch
 
     def train_batches(self, model: nn.Module, *, rank: int = 0, world_size: int = 1) -> TrainEpochs:
         """Every process encodes the whole graph and scores its share of the pairs (see ``GraphBatch.part``)."""
@@ -140,7 +163,7 @@ class LinkPredictionTask:
         pos, neg = getattr(self.split, f"{split}_pos"), getattr(self.split, f"{split}_neg")
         model.eval()
         with torch.no_grad():
-            logits = model.score(self.batch, torch.cat([pos, neg], dim=1)).cpu()
+            logits = model.score(self.graph_for(split), torch.cat([pos, neg], dim=1)).cpu()
         return logits[: pos.size(1)], logits[pos.size(1):]
 
     def evaluate(self, model: nn.Module, split: str = "val") -> dict[str, float]:
@@ -150,29 +173,6 @@ class LinkPredictionTask:
         pos, neg = self.scores(model, split)
         return {f"{split}_{k}": v for k, v in link_scores(pos, neg).items()}
 
-    def describe(self) -> dict:
-        return {
-            "num_nodes": int(self.data.num_nodes),
-            "num_edges": int(self.data.edge_index.size(1) // 2),
-            "features": self.x is not None,
-            "split_sizes": self.split.sizes(),
-            # the graph file's identity, where the loader read one (reports group by it, predict checks it)
-            "data_sha256": getattr(self.data, "source_sha256", None),
-        }
-
-    def embed(self, model: nn.Module) -> dict[str, Tensor]:
-        """Node embeddings (posterior means, encoder on the training graph): ``[num_nodes, latent]``."""
-        model.eval()
-        with torch.no_grad():
-            return {"embeddings": model.encode(self.batch).mu}
-
-    def node_index(self, ids: list[str]) -> Tensor:
-        """Map node ids as written in the data (edge-list ids, or 0..N-1) to indices."""
-        names = getattr(self.data, "node_ids", None) or [str(i) for i in range(self.data.num_nodes)]
-        lookup = {name: i for i, name in enumerate(names)}
-        unknown = [i for i in ids if i not in lookup]
-        if unknown:
-            raise DataError(f"unknown node ids {unknown[:5]} (the graph has {len(names)} nodes)")
     ranking_names = (*(f"hits_at_{k}" for k in HITS_AT), "mrr")  # what final_metrics() adds per split
 
     def final_metrics(self, model: nn.Module, *, node_metrics: bool = True, seed: int = 0) -> dict[str, float]:
@@ -213,6 +213,30 @@ class LinkPredictionTask:
                 out["test_probe_acc"] = linear_probe(emb, y, train, test)
         return out
 
+    def describe(self) -> dict:
+        return {
+            "num_nodes": int(self.data.num_nodes),
+            "num_edges": int(self.data.edge_index.size(1) // 2),
+            "features": self.x is not None,
+            "split_sizes": self.split.sizes(),
+            "test_graph": self.test_graph,
+            # the graph file's identity, where the loader read one (reports group by it, predict checks it)
+            "data_sha256": getattr(self.data, "source_sha256", None),
+        }
+
+    def embed(self, model: nn.Module) -> dict[str, Tensor]:
+        """Node embeddings (posterior means, encoder on the training graph): ``[num_nodes, latent]``."""
+        model.eval()
+        with torch.no_grad():
+            return {"embeddings": model.encode(self.batch).mu}
+
+    def node_index(self, ids: list[str]) -> Tensor:
+        """Map node ids as written in the data (edge-list ids, or 0..N-1) to indices."""
+        names = getattr(self.data, "node_ids", None) or [str(i) for i in range(self.data.num_nodes)]
+        lookup = {name: i for i, name in enumerate(names)}
+        unknown = [i for i in ids if i not in lookup]
+        if unknown:
+            raise DataError(f"unknown node ids {unknown[:5]} (the graph has {len(names)} nodes)")
         return torch.tensor([lookup[i] for i in ids], dtype=torch.long)
 
     def score_pairs(self, model: nn.Module, pairs: Tensor) -> Tensor:

@@ -1,0 +1,119 @@
+"""Masking of a graph's edges, as masked graph auto-encoders train (Li et al., *MaskGAE*, KDD 2023,
+https://arxiv.org/abs/2205.10053).
+
+Each function splits the directed edges ``[2, 2E]`` of an undirected graph (both orientations present)
+into the masked edges, which the model must reconstruct, and the visible graph the encoder sees. As
+in MaskGAE, the masked edges are directed (an edge may be masked in one orientation only) and the
+visible graph is made undirected again: an edge stays visible when either orientation is unmasked.
+Random numbers come from torch's global generator (as dropout's do), so a seeded run is repeatable.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch_geometric.utils import to_undirected
+
+
+def mask_edges(edge_index: Tensor, p: float, num_nodes: int) -> tuple[Tensor, Tensor]:
+    """Masks each directed edge independently with probability ``p``: ``(visible, masked)``."""
+    masked = torch.rand(edge_index.size(1), device=edge_index.device) < p
+    return to_undirected(edge_index[:, ~masked], num_nodes=num_nodes), edge_index[:, masked]
+
+
+def mask_paths(edge_index: Tensor, p: float, num_nodes: int, walk_length: int = 3,
+               walks_per_node: int = 1, start: str = "node") -> tuple[Tensor, Tensor]:
+    """Masks the edges of uniform random walks: ``(visible, masked)``.
+
+    Walks start from ``round(p * N)`` distinct nodes (``start="node"``) or from the first node of
+    each directed edge drawn with probability ``p`` (``start="edge"``), each ``walks_per_node``
+    times, for ``walk_length`` steps to a uniformly drawn neighbour; every edge a walk crosses is
+    masked (MaskGAE's path masking). A walk at a node without neighbours stays there.
+    """
+    n, num_edges = num_nodes, edge_index.size(1)
+    order = torch.argsort(edge_index[0] * n + edge_index[1])
+    row, col = edge_index[0][order], edge_index[1][order]
+    degree = torch.bincount(row, minlength=n)
+    start = torch.zeros(n + 1, dtype=torch.long, device=edge_index.device)
+    start[1:] = degree.cumsum(0)
+    if start == "edge":
+        node = row[torch.rand(num_edges, device=row.device) < p].repeat(walks_per_node)
+    else:
+        node = torch.randperm(n, device=edge_index.device)[: round(n * p)].repeat(walks_per_node)
+    hit = torch.zeros(num_edges, dtype=torch.bool, device=edge_index.device)
+    for _ in range(walk_length):
+        if num_edges == 0:
+            break
+        d = degree[node]
+        step = start[node] + (torch.rand(node.numel(), device=node.device) * d).long().clamp(max=(d - 1).clamp(min=0))
+        moves = d > 0
+        step = step.clamp(max=num_edges - 1)
+        hit[step[moves]] = True
+        node = torch.where(moves, col[step], node)
+    keep = ~hit
+    visible = torch.stack([row[keep], col[keep]])
+    return to_undirected(visible, num_nodes=n), torch.stack([row[hit], col[hit]])
+
+
+MASKS = {"edge": mask_edges, "path": mask_paths}
+
+
+class SparseDropoutPlan:
+    """Index arrays of a constant sparse X ``[n, m]`` (a :class:`~vgae_toolkit.ops.sparse.SparseMatrix`) for
+    ``dropout(X) @ W``: its non-zeros in row order and, for the backward pass, in column order."""
+
+    def __init__(self, x) -> None:
+        crow, self.col, self.values = x.csr.crow_indices(), x.csr.col_indices(), x.csr.values()
+        self.shape = tuple(x.csr.shape)
+        self.row = torch.repeat_interleave(torch.arange(self.shape[0], device=crow.device), crow.diff())
+        self.order_t = torch.argsort(self.col * self.shape[0] + self.row)  # the entries of X^T in row order
+        self.row_t, self.values_t = self.row[self.order_t], self.values[self.order_t]
+
+    def matmul(self, weight: Tensor, p: float) -> Tensor:
+        """``dropout(X, p) @ W``: each stored entry kept with probability ``1 - p`` and scaled by ``1 / (1 - p)``."""
+        keep = torch.rand(self.values.numel(), device=self.values.device) >= p
+        return _DroppedProduct.apply(weight, self, keep, 1.0 / (1.0 - p))
+
+
+def _offsets(index: Tensor, size: int) -> Tensor:
+    offsets = torch.zeros(size + 1, dtype=torch.long, device=index.device)
+    offsets[1:] = torch.bincount(index, minlength=size).cumsum(0)
+    return offsets
+
+
+class _DroppedProduct(torch.autograd.Function):
+    """``X_kept @ W`` as a weighted bag product; its gradient ``X_kept^T @ G`` as another (not a scatter)."""
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, plan: SparseDropoutPlan, keep: Tensor, scale: float) -> Tensor:
+        ctx.plan, ctx.keep, ctx.scale = plan, keep, scale
+        values = (plan.values[keep] * scale).to(weight.dtype)
+        return torch.nn.functional.embedding_bag(plan.col[keep], weight.detach(), _offsets(plan.row[keep],
+                                                 plan.shape[0]), mode="sum", per_sample_weights=values,
+                                                 include_last_offset=True)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        plan, keep_t = ctx.plan, ctx.keep[ctx.plan.order_t]
+        values = (plan.values_t[keep_t] * ctx.scale).to(grad.dtype)
+        offsets = _offsets(plan.col[ctx.keep], plan.shape[1])
+        grad_weight = torch.nn.functional.embedding_bag(plan.row_t[keep_t], grad.contiguous(), offsets, mode="sum",
+                                                        per_sample_weights=values, include_last_offset=True)
+        return grad_weight, None, None, None
+
+
+def dropout_matmul(x, weight: Tensor, p: float, training: bool, plan: SparseDropoutPlan | None = None) -> Tensor:
+    """``dropout(X) @ W`` for constant features X, dense or a cached sparse matrix (:class:`~vgae_toolkit.ops.sparse.SparseMatrix`).
+
+    A sparse X keeps its non-zeros sparse: the surviving entries, scaled by ``1 / (1 - p)``, are summed
+    as one weighted bag product over the rows of W (the zeros of X would be dropped to zero anyway);
+    ``plan`` (:class:`SparseDropoutPlan` of X) saves rebuilding its index arrays per call.
+    ``x=None`` is the featureless X = I, whose dropout drops whole rows of W.
+    """
+    if not (training and p > 0):
+        return weight if x is None else x @ weight
+    if x is None:
+        keep = (torch.rand(weight.size(0), 1, device=weight.device) >= p).to(weight.dtype)
+        return weight * (keep * (1.0 / (1.0 - p)))
+    if isinstance(x, Tensor):
+        return torch.nn.functional.dropout(x, p, True) @ weight
+    return (plan or SparseDropoutPlan(x)).matmul(weight, p)
