@@ -8,6 +8,8 @@ node's number of masked edges. Scoring encodes the whole training graph, never a
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -17,8 +19,25 @@ from vgae_toolkit.models.decoders import HadamardMLPDecoder
 from vgae_toolkit.models.encoders import ACTIVATIONS
 from vgae_toolkit.models.gcn import GCNLayer
 from vgae_toolkit.models.latent import Posterior
-from vgae_toolkit.ops.masking import MASKS, SparseDropoutPlan, dropout_matmul
+from vgae_toolkit.ops.masking import MASKS, SparseDropoutPlan, dropout_matmul, edge_csr
 from vgae_toolkit.ops.sparse import SparseMatrix
+
+
+def visible_adjacency(edge_index: Tensor, num_nodes: int) -> SparseMatrix:
+    """Â = D^-1/2 (A + I) D^-1/2 of an unweighted graph without self-loops given in both directions,
+    with one sort (the same matrix as :func:`vgae_toolkit.tasks.link.normalized_adjacency`)."""
+    n = num_nodes
+    loops = torch.arange(n, device=edge_index.device)
+    row, col = torch.cat([edge_index[0], loops]), torch.cat([edge_index[1], loops])
+    order = torch.argsort(row * n + col)
+    row, col = row[order], col[order]
+    degree = torch.bincount(row, minlength=n)
+    scale = degree.to(torch.float32).rsqrt()
+    crow = torch.zeros(n + 1, dtype=torch.long, device=row.device)
+    crow[1:] = degree.cumsum(0)
+    with warnings.catch_warnings():  # "sparse CSR is in beta": only matmul is relied on
+        warnings.simplefilter("ignore", UserWarning)
+        return SparseMatrix(torch.sparse_csr_tensor(crow, col, scale[row] * scale[col], (n, n)))
 
 
 class NormGCNEncoder(nn.Module):
@@ -144,6 +163,7 @@ class MaskGAE(nn.Module):
         self.degree_decoder = DegreeDecoder(latent, list(decoder_hidden), decoder_dropout) if degree_weight else None
         self.mask, self.mask_ratio, self.degree_weight = mask, float(mask_ratio), float(degree_weight)
         self.walk_length, self.walks_per_node, self.walk_start = walk_length, walks_per_node, walk_start
+        self._csr: tuple | None = None  # (training edges, their edge_csr): sorted once per graph
 
     def describe(self) -> dict:
         return {"mask": self.mask, "mask_ratio": self.mask_ratio, "degree_weight": self.degree_weight,
@@ -154,17 +174,20 @@ class MaskGAE(nn.Module):
         if self.mask == "none":
             return edge_index, edge_index
         if self.mask == "path":
+            if self._csr is None or self._csr[0] is not edge_index:
+                self._csr = (edge_index, edge_csr(edge_index, num_nodes))
             return MASKS["path"](edge_index, self.mask_ratio, num_nodes, self.walk_length, self.walks_per_node,
-                                 self.walk_start)
+                                 self.walk_start, csr=self._csr[1])
         return MASKS["edge"](edge_index, self.mask_ratio, num_nodes)
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "_csr": None}  # rebuilt on demand, never saved
 
     def encode(self, batch, adj: SparseMatrix | None = None) -> Posterior:
         """Codes of every node from the training graph (or ``adj``): a point-mass posterior."""
         return Posterior(self.encoder(batch.x, batch.adj if adj is None else adj))
 
     def loss(self, batch) -> dict[str, Tensor]:
-        from vgae_toolkit.tasks.link import normalized_adjacency
-
         if batch.part[1] > 1:
             raise ConfigError("model=maskgae trains in one process (its masks are drawn per process)")
         if batch.edge_weight is not None:
@@ -173,7 +196,7 @@ class MaskGAE(nn.Module):
             raise ValueError("model=maskgae needs negatives in the batch")
         n = batch.num_nodes
         visible, masked = self.split_edges(batch.edge_index, n)
-        z = self.encode(batch, normalized_adjacency(visible, n)).mu
+        z = self.encode(batch, visible_adjacency(visible, n)).mu
         neg = batch.neg
         if neg.size(1) > masked.size(1):  # as many negatives as masked edges, a uniform subset
             neg = neg[:, torch.randperm(neg.size(1), device=neg.device)[: masked.size(1)]] if batch.neg_ordered \

@@ -20,21 +20,29 @@ def mask_edges(edge_index: Tensor, p: float, num_nodes: int) -> tuple[Tensor, Te
     return to_undirected(edge_index[:, ~masked], num_nodes=num_nodes), edge_index[:, masked]
 
 
+def edge_csr(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(row, col, start, degree)``: the edges sorted by first node, where each node's edges start, how many."""
+    order = torch.argsort(edge_index[0] * num_nodes + edge_index[1])
+    row, col = edge_index[0][order], edge_index[1][order]
+    degree = torch.bincount(row, minlength=num_nodes)
+    start = torch.zeros(num_nodes + 1, dtype=torch.long, device=edge_index.device)
+    start[1:] = degree.cumsum(0)
+    return row, col, start, degree
+
+
 def mask_paths(edge_index: Tensor, p: float, num_nodes: int, walk_length: int = 3,
-               walks_per_node: int = 1, start: str = "node") -> tuple[Tensor, Tensor]:
+               walks_per_node: int = 1, start: str = "node",
+               csr: tuple[Tensor, Tensor, Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
     """Masks the edges of uniform random walks: ``(visible, masked)``.
 
     Walks start from ``round(p * N)`` distinct nodes (``start="node"``) or from the first node of
     each directed edge drawn with probability ``p`` (``start="edge"``), each ``walks_per_node``
     times, for ``walk_length`` steps to a uniformly drawn neighbour; every edge a walk crosses is
-    masked (MaskGAE's path masking). A walk at a node without neighbours stays there.
+    masked (MaskGAE's path masking). A walk at a node without neighbours stays there. ``csr``
+    (:func:`edge_csr` of ``edge_index``) saves sorting the edges again.
     """
     n, num_edges = num_nodes, edge_index.size(1)
-    order = torch.argsort(edge_index[0] * n + edge_index[1])
-    row, col = edge_index[0][order], edge_index[1][order]
-    degree = torch.bincount(row, minlength=n)
-    start = torch.zeros(n + 1, dtype=torch.long, device=edge_index.device)
-    start[1:] = degree.cumsum(0)
+    row, col, first, degree = csr if csr is not None else edge_csr(edge_index, n)
     if start == "edge":
         node = row[torch.rand(num_edges, device=row.device) < p].repeat(walks_per_node)
     else:
@@ -44,14 +52,14 @@ def mask_paths(edge_index: Tensor, p: float, num_nodes: int, walk_length: int = 
         if num_edges == 0:
             break
         d = degree[node]
-        step = start[node] + (torch.rand(node.numel(), device=node.device) * d).long().clamp(max=(d - 1).clamp(min=0))
+        step = first[node] + (torch.rand(node.numel(), device=node.device) * d).long().clamp(max=(d - 1).clamp(min=0))
         moves = d > 0
         step = step.clamp(max=num_edges - 1)
         hit[step[moves]] = True
         node = torch.where(moves, col[step], node)
-    keep = ~hit
-    visible = torch.stack([row[keep], col[keep]])
-    return to_undirected(visible, num_nodes=n), torch.stack([row[hit], col[hit]])
+    kept, masked = (~hit).nonzero().squeeze(1), hit.nonzero().squeeze(1)
+    visible = torch.stack([row.index_select(0, kept), col.index_select(0, kept)])
+    return to_undirected(visible, num_nodes=n), torch.stack([row.index_select(0, masked), col.index_select(0, masked)])
 
 
 MASKS = {"edge": mask_edges, "path": mask_paths}
@@ -62,11 +70,13 @@ class SparseDropoutPlan:
     ``dropout(X) @ W``: its non-zeros in row order and, for the backward pass, in column order."""
 
     def __init__(self, x) -> None:
-        crow, self.col, self.values = x.csr.crow_indices(), x.csr.col_indices(), x.csr.values()
+        self.crow, self.col, self.values = x.csr.crow_indices(), x.csr.col_indices(), x.csr.values()
         self.shape = tuple(x.csr.shape)
-        self.row = torch.repeat_interleave(torch.arange(self.shape[0], device=crow.device), crow.diff())
-        self.order_t = torch.argsort(self.col * self.shape[0] + self.row)  # the entries of X^T in row order
-        self.row_t, self.values_t = self.row[self.order_t], self.values[self.order_t]
+        row = torch.repeat_interleave(torch.arange(self.shape[0], device=self.crow.device), self.crow.diff())
+        self.order_t = torch.argsort(self.col * self.shape[0] + row)  # the entries of X^T in row order
+        self.row_t, self.values_t = row[self.order_t], self.values[self.order_t]
+        self.crow_t = torch.zeros(self.shape[1] + 1, dtype=torch.long, device=row.device)
+        self.crow_t[1:] = torch.bincount(self.col, minlength=self.shape[1]).cumsum(0)
 
     def matmul(self, weight: Tensor, p: float) -> Tensor:
         """``dropout(X, p) @ W``: each stored entry kept with probability ``1 - p`` and scaled by ``1 / (1 - p)``."""
@@ -74,10 +84,11 @@ class SparseDropoutPlan:
         return _DroppedProduct.apply(weight, self, keep, 1.0 / (1.0 - p))
 
 
-def _offsets(index: Tensor, size: int) -> Tensor:
-    offsets = torch.zeros(size + 1, dtype=torch.long, device=index.device)
-    offsets[1:] = torch.bincount(index, minlength=size).cumsum(0)
-    return offsets
+def _kept(keep: Tensor, crow: Tensor) -> tuple[Tensor, Tensor]:
+    """The positions of the kept entries and the CSR row offsets of what is kept (rows given by ``crow``)."""
+    counts = torch.zeros(keep.numel() + 1, dtype=torch.long, device=keep.device)
+    torch.cumsum(keep, 0, out=counts[1:])
+    return keep.nonzero().squeeze(1), counts[crow]
 
 
 class _DroppedProduct(torch.autograd.Function):
@@ -86,18 +97,19 @@ class _DroppedProduct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, weight: Tensor, plan: SparseDropoutPlan, keep: Tensor, scale: float) -> Tensor:
         ctx.plan, ctx.keep, ctx.scale = plan, keep, scale
-        values = (plan.values[keep] * scale).to(weight.dtype)
-        return torch.nn.functional.embedding_bag(plan.col[keep], weight.detach(), _offsets(plan.row[keep],
-                                                 plan.shape[0]), mode="sum", per_sample_weights=values,
-                                                 include_last_offset=True)
+        index, offsets = _kept(keep, plan.crow)
+        values = (plan.values.index_select(0, index) * scale).to(weight.dtype)
+        return torch.nn.functional.embedding_bag(plan.col.index_select(0, index), weight.detach(), offsets,
+                                                 mode="sum", per_sample_weights=values, include_last_offset=True)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        plan, keep_t = ctx.plan, ctx.keep[ctx.plan.order_t]
-        values = (plan.values_t[keep_t] * ctx.scale).to(grad.dtype)
-        offsets = _offsets(plan.col[ctx.keep], plan.shape[1])
-        grad_weight = torch.nn.functional.embedding_bag(plan.row_t[keep_t], grad.contiguous(), offsets, mode="sum",
-                                                        per_sample_weights=values, include_last_offset=True)
+        plan = ctx.plan
+        index, offsets = _kept(ctx.keep.index_select(0, plan.order_t), plan.crow_t)
+        values = (plan.values_t.index_select(0, index) * ctx.scale).to(grad.dtype)
+        grad_weight = torch.nn.functional.embedding_bag(plan.row_t.index_select(0, index), grad.contiguous(), offsets,
+                                                        mode="sum", per_sample_weights=values,
+                                                        include_last_offset=True)
         return grad_weight, None, None, None
 
 
@@ -117,3 +129,4 @@ def dropout_matmul(x, weight: Tensor, p: float, training: bool, plan: SparseDrop
     if isinstance(x, Tensor):
         return torch.nn.functional.dropout(x, p, True) @ weight
     return (plan or SparseDropoutPlan(x)).matmul(weight, p)
+
