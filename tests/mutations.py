@@ -38,8 +38,8 @@ CONTRACTS = "tests/test_trainer_contracts.py"
 
 MUTATIONS = [
     Mutation("kl_sign", "the VGAE loss rewards a large KL instead of penalising it",
-             "vgae_toolkit/models/graph.py", '{"loss": recon + self.kl_weight * kl',
-             '{"loss": recon - self.kl_weight * kl', (PROTOCOL,)),
+             "vgae_toolkit/models/graph.py", "else recon + self.kl_weight * kl",
+             "else recon - self.kl_weight * kl", (PROTOCOL,)),
     Mutation("kl_formula_sign", "the closed-form KL is negated inside the sampling node",
              "vgae_toolkit/ops/sampling.py", "kl = 0.5 * ((mu * mu).sum()", "kl = -0.5 * ((mu * mu).sum()",
              (PROTOCOL,)),

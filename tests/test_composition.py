@@ -130,6 +130,34 @@ def test_adversary_is_trained_by_its_own_steps_only():
     assert all(torch.equal(a, b) for a, b in zip(frozen, disc.parameters()))  # no steps outside training
 
 
+def test_adversary_acts_on_every_kth_step_only():
+    # model.regulariser.every=3: steps 1 and 2 are reconstruction alone (no adversarial loss, D unchanged),
+    # step 3 trains D and adds the encoder's adversarial loss; evaluation neither counts nor trains
+    task = small_task()
+    torch.manual_seed(0)
+    model = GraphAutoEncoder(**task.model_kwargs(), variational=False,
+                             regulariser={"name": "adversarial", "hidden": 8, "every": 3})
+    disc = model.regulariser.discriminator
+    (batch,) = list(task.train_batches(model))
+    moved, adversarial = [], []
+    for _ in range(6):
+        before = [p.detach().clone() for p in disc.parameters()]
+        out = model.loss(batch)
+        moved.append(any(not torch.equal(a, p) for a, p in zip(before, disc.parameters())))
+        adversarial.append(float(out["adv"].detach()) > 0)
+        assert torch.equal(out["loss"], out["recon"] + out["adv"])
+        if model.training and len(moved) == 4:
+            model.eval()
+            model.loss(batch)  # not a training step: the schedule does not advance
+            model.train()
+    assert moved == adversarial == [False, False, True, False, False, True]
+    assert int(model.state_dict()["regulariser.calls"]) == 6  # a resumed run keeps its place
+    every_step = GraphAutoEncoder(**task.model_kwargs(), variational=False, regulariser={"name": "adversarial"})
+    assert not any("calls" in key for key in every_step.state_dict())  # every=1: the former weights' keys
+    with pytest.raises(ConfigError, match="every"):
+        GraphAutoEncoder(**task.model_kwargs(), regulariser={"name": "adversarial", "every": 0})
+
+
 def test_adversary_pulls_codes_towards_the_prior():
     # GAE codes on a small graph grow far from N(0, I); the adversary keeps them near its scale
     stats = {}
@@ -138,7 +166,7 @@ def test_adversary_pulls_codes_towards_the_prior():
         torch.manual_seed(0)
         model = GraphAutoEncoder(**task.model_kwargs(), variational=False, regulariser=regulariser)
         Trainer(epochs=60, progress=False).fit(model, task.train_batches(model))
-        stats[regulariser is None] = float(model.encode(task.batch).mu.std())
+        stats[regulariser is None] = float(model.encode(task.batch).mu.detach().std())
     assert abs(stats[False] - 1) < abs(stats[True] - 1), stats
 
 
@@ -182,9 +210,22 @@ def test_adversarial_presets_set_their_knobs():
     arga, argva = (compose_cfg(f"model={name}").model for name in ("arga", "argva"))
     assert not arga.variational and argva.variational
     assert arga.noise > 0 and argva.get("noise", 0.0) == 0.0  # the hidden-layer noise is ARGA's alone
-    assert arga.regulariser == argva.regulariser and arga.regulariser.name == "adversarial"
+    assert arga.regulariser.name == argva.regulariser.name == "adversarial"
+    assert (arga.regulariser.every, argva.regulariser.every) == (5, 1)  # the reference schedule: ARGA's choice
+    assert {k: v for k, v in arga.regulariser.items() if k != "every"} == {
+        k: v for k, v in argva.regulariser.items() if k != "every"}
     for cfg in (arga, argva):  # the preset's knobs reach the model
         model = GraphAutoEncoder(in_channels=5, num_nodes=10, **{k: v for k, v in cfg.items()
                                                                  if k not in ("name", "kind", "_target_")})
         assert model.encoder.noise == cfg.get("noise", 0.0)
         assert (model.regulariser.steps, model.regulariser.lr) == (cfg.regulariser.steps, cfg.regulariser.lr)
+        assert model.regulariser.every == cfg.regulariser.every
+
+
+def test_arga_preset_trains_for_its_validated_epochs():
+    cfg = compose_cfg("model=arga")
+    default = compose_cfg("model=gae").trainer
+    assert cfg.trainer.epochs == 150 and {k: v for k, v in cfg.trainer.items() if k != "epochs"} == {
+        k: v for k, v in default.items() if k != "epochs"}
+    assert compose_cfg("model=arga", "trainer.epochs=200").trainer.epochs == 200  # an override still wins
+    assert compose_cfg("model=argva").trainer.epochs == 200

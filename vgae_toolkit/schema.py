@@ -243,6 +243,7 @@ MODELS: dict[str, dict[str, Rule]] = {
         "regulariser.lr": Real(0, low_open=True),
         "regulariser.steps": Int(1, 100),
         "regulariser.weight": Real(0),
+        "regulariser.every": Int(1, 100),
     },
     "vgae_toolkit.models.maskgae.MaskGAE": {
         "hidden": Int(1, MAX_WIDTH),
@@ -264,8 +265,8 @@ MODELS: dict[str, dict[str, Rule]] = {
     "vgae_toolkit.models.embedding.SpectralEmbedding": {
         "dim": Int(1, MAX_WIDTH),
         "regularization": Real(0),
-        "seed": SEED,
         "solver": Choice("auto", "dense", "block"),  # vgae_toolkit.models.baselines.SOLVERS
+        "seed": SEED,
     },
     "vgae_toolkit.models.embedding.DeepWalk": {
         "dim": Int(1, MAX_WIDTH),
@@ -288,11 +289,11 @@ MODELS: dict[str, dict[str, Rule]] = {
         "num_classes": Int(1, nullable=True, also=("auto",)),
         "init_std": Real(0, low_open=True, nullable=True),
         "min_logvar": Real(),
-    },
         "beta": Real(0),  # constant KL weight (beta-VAE)
         "variational": Bool(),  # false: the deterministic auto-encoder (model=ae)
         "encoder.name": Choice("mlp", "conv"),  # image encoders (conf/model/encoder/{mlp,conv}.yaml)
         "encoder.channels": IntList(1, MAX_WIDTH),
+    },
 }
 
 # Keys of each kind of dataset (conf/dataset/*), loaders included.

@@ -49,8 +49,8 @@ class GCNLayer(nn.Module):
 
     def forward(self, x: Tensor | SparseMatrix | None, adj: SparseMatrix) -> Tensor:
         h = self.weight if x is None else x @ self.weight  # x = None: featureless, X = I
-        h = adj @ h
-        return h if self.bias is None else h + self.bias
+        h = adj @ h  # a new tensor: the bias is added in place
+        return h if self.bias is None else h.add_(self.bias)
 
 
 class GCNEncoder(nn.Module):
@@ -91,7 +91,7 @@ class GCNEncoder(nn.Module):
         self.conv2 = GCNLayer(hidden, heads * latent, bias, blocks=heads)
 
     def forward(self, x: Tensor | SparseMatrix | None, adj: SparseMatrix) -> Posterior:
-        h = self.conv1(x, adj).relu()  # [num_nodes, hidden]
+        h = self.conv1(x, adj).relu_()  # [num_nodes, hidden]; conv1's output is its own
         if self.noise and self.training:  # no random numbers drawn when off: other models' runs are unchanged
             h = h + self.noise * torch.randn_like(h)
         if self.dropout:

@@ -216,7 +216,8 @@ class GraphAutoEncoder(nn.Module):
             recon = self._sampled_recon(z, batch)
         else:
             recon = self._decoded_recon(z, batch)
-        out = {"loss": recon + self.kl_weight * kl, "recon": recon, "kl": kl}
+        loss = recon if posterior.deterministic else recon + self.kl_weight * kl  # a GAE's KL is 0
+        out = {"loss": loss, "recon": recon, "kl": kl}
         if self.regulariser is not None:  # ARGA/ARGVA: fool the adversary
             adversarial = self.regulariser(z)
             out.update(loss=out["loss"] + adversarial["loss"], adv=adversarial["loss"], disc=adversarial["disc"])

@@ -34,8 +34,8 @@ def inner_product(z: Tensor, pairs: Tensor) -> Tensor:
     Up to ``PAIR_CHUNK`` pairs at a time: on a large graph the gathered rows of all pairs would not
     fit in cache, and streaming them through memory makes the gather slower per pair.
     """
-    if pairs.size(1) <= PAIR_CHUNK:
-        return (z.index_select(0, pairs[0]) * z.index_select(0, pairs[1])).sum(dim=-1)
+    if pairs.size(1) <= PAIR_CHUNK:  # the first gather takes the product in place
+        return z.index_select(0, pairs[0]).mul_(z.index_select(0, pairs[1])).sum(dim=-1)
     return torch.cat([inner_product(z, pairs[:, a:a + PAIR_CHUNK]) for a in range(0, pairs.size(1), PAIR_CHUNK)])
 
 
@@ -51,9 +51,9 @@ def scatter_pair_grads(out: Tensor, z: Tensor, pairs: Tensor, grad: Tensor,
         out.add_(csr_matmul(crow, pairs[1], grad, z))
     for a in range(0, pairs.size(1), PAIR_CHUNK):
         i, j, g = pairs[0, a:a + PAIR_CHUNK], pairs[1, a:a + PAIR_CHUNK], grad[a:a + PAIR_CHUNK].unsqueeze(1)
-        if crow is None:
-            out.index_add_(0, i, (rows[1][a:a + PAIR_CHUNK] if rows else z.index_select(0, j)) * g)
-        out.index_add_(0, j, (rows[0][a:a + PAIR_CHUNK] if rows else z.index_select(0, i)) * g)
+        if crow is None:  # kept rows are multiplied into a new tensor, gathered ones in place
+            out.index_add_(0, i, rows[1][a:a + PAIR_CHUNK] * g if rows else z.index_select(0, j).mul_(g))
+        out.index_add_(0, j, rows[0][a:a + PAIR_CHUNK] * g if rows else z.index_select(0, i).mul_(g))
     return out
 
 

@@ -13,7 +13,7 @@ The products are tested against dense ``A @ D`` and its autograd gradient.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +49,9 @@ def _csr_times(matrix: Tensor, dense: Tensor) -> Tensor:
 class SparseMatrix:
     """A constant sparse matrix ``[n, m]`` in CSR form with its transpose cached.
 
+    The CSR arrays (row pointers, columns, detached values) of both are read out once, when the
+    matrix is made, so a product passes them straight to :func:`csr_matmul`.
+
     Args:
         csr (Tensor): the matrix in ``torch.sparse_csr`` layout.
         csr_t (Tensor, optional): its transpose; ``None`` marks a symmetric matrix.
@@ -56,6 +59,13 @@ class SparseMatrix:
 
     csr: Tensor
     csr_t: Tensor | None = None
+    arrays: tuple[Tensor, Tensor, Tensor] = field(init=False, repr=False, compare=False)
+    arrays_t: tuple[Tensor, Tensor, Tensor] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        arrays = _csr_arrays(self.csr)
+        object.__setattr__(self, "arrays", arrays)
+        object.__setattr__(self, "arrays_t", arrays if self.csr_t is None else _csr_arrays(self.csr_t))
 
     @classmethod
     def from_dense(cls, matrix: Tensor) -> "SparseMatrix":
@@ -78,19 +88,23 @@ class SparseMatrix:
         return SparseMatrix(self.csr.to(device), None if self.csr_t is None else self.csr_t.to(device))
 
     def __matmul__(self, dense: Tensor) -> Tensor:
-        return _SparseDenseMatmul.apply(self.csr, self.transpose_csr(), dense)
+        return _SparseDenseMatmul.apply(self, dense)
+
+
+def _csr_arrays(matrix: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    return matrix.crow_indices(), matrix.col_indices(), matrix.values().detach()
 
 
 class _SparseDenseMatmul(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, csr: Tensor, csr_t: Tensor, dense: Tensor) -> Tensor:
-        ctx.csr_t = csr_t
-        return _csr_times(csr, dense)
+    def forward(ctx, matrix: SparseMatrix, dense: Tensor) -> Tensor:
+        ctx.matrix = matrix
+        return csr_matmul(*matrix.arrays, dense)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         # d(A @ D)/dD applied to grad is A^T @ grad: the cached transpose, no conversion.
-        return None, None, _csr_times(ctx.csr_t, grad)
+        return None, csr_matmul(*ctx.matrix.arrays_t, grad)
 
 
 def maybe_sparse(x: Tensor, max_density: float = 0.25) -> Tensor | SparseMatrix:
