@@ -72,6 +72,12 @@ MUTATIONS = [
     Mutation("normalize_features_ignored", "dataset.normalize_features=true feeds the raw features",
              "vgae_toolkit/tasks/link.py", "if x is not None and normalize_features:",
              "if x is not None and normalize_features and False:", (CONTRACTS,)),
+    Mutation("maskgae_masks_nothing", "MaskGAE's encoder sees the masked edges it must reconstruct",
+             "vgae_toolkit/models/maskgae.py", "z = self.encode(batch, visible_adjacency(visible, n)).mu",
+             "z = self.encode(batch, visible_adjacency(batch.edge_index, n)).mu", ("tests/test_maskgae.py",)),
+    Mutation("test_graph_sees_test_edges", "protocol=maskgae's test-time encoder also sees the test edges",
+             "vgae_toolkit/tasks/link.py", "pos = torch.cat([self.batch.pos, val], dim=1)",
+             "pos = torch.cat([self.batch.pos, val, self.split.test_pos], dim=1)", ("tests/test_protocols.py",)),
 ]
 
 
