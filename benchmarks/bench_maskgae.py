@@ -8,6 +8,7 @@ walks with an optional compiled extension) and train in lockstep, one epoch each
 """
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 
@@ -42,7 +43,7 @@ class ReferenceMaskGAE:
         with torch.no_grad():  # the same initial weights as ours (GCNConv keeps W transposed)
             self.encoder.conv.lin.weight.copy_(conv.weight.t())
             self.encoder.conv.bias.copy_(conv.bias)
-        self.decoder, self.degree = _copy(ours.decoder), _copy(ours.degree_decoder)
+        self.decoder, self.degree = copy.deepcopy(ours.decoder), copy.deepcopy(ours.degree_decoder)
         params = [*self.encoder.parameters(), *self.decoder.parameters(), *self.degree.parameters()]
         self.params = params
         self.opt = torch.optim.Adam(params, lr=0.01, weight_decay=5e-5)
@@ -87,12 +88,6 @@ class ReferenceMaskGAE:
         scores = torch.cat([self.decoder(z, pos), self.decoder(z, neg)]).sigmoid().numpy()
         labels = [1] * pos.size(1) + [0] * neg.size(1)
         return roc_auc_score(labels, scores), average_precision_score(labels, scores)
-
-
-def _copy(module: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(module)
 
 
 def bench_maskgae(data_root: str, datasets: list[str], epochs: int, seeds: list[int]) -> list[dict]:
