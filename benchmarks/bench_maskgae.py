@@ -33,6 +33,18 @@ class _RefEncoder(nn.Module):
         return F.elu(self.bn(self.conv(x, edge_index)))
 
 
+class _RefEdgeDecoder(nn.Module):
+    """The authors' ``EdgeDecoder``: ``z[edge[0]] * z[edge[1]]`` through the MLP's layers (autograd), here
+    with the layers (and so the initial weights) of ours."""
+
+    def __init__(self, mlp: nn.Sequential) -> None:
+        super().__init__()
+        self.mlp = mlp
+
+    def forward(self, z, edge):
+        return self.mlp(z[edge[0]] * z[edge[1]]).squeeze(-1)
+
+
 class ReferenceMaskGAE:
     """One epoch as the authors' ``train_step``: mask, encode the visible edges, ``negative_sampling``
     as many non-edges as masked edges, BCE on both, ``alpha`` x MSE of the masked degrees, clip, step."""
@@ -43,7 +55,8 @@ class ReferenceMaskGAE:
         with torch.no_grad():  # the same initial weights as ours (GCNConv keeps W transposed)
             self.encoder.conv.lin.weight.copy_(conv.weight.t())
             self.encoder.conv.bias.copy_(conv.bias)
-        self.decoder, self.degree = copy.deepcopy(ours.decoder), copy.deepcopy(ours.degree_decoder)
+        self.decoder = _RefEdgeDecoder(copy.deepcopy(ours.decoder.mlp))
+        self.degree = copy.deepcopy(ours.degree_decoder)
         params = [*self.encoder.parameters(), *self.decoder.parameters(), *self.degree.parameters()]
         self.params = params
         self.opt = torch.optim.Adam(params, lr=0.01, weight_decay=5e-5)
@@ -156,6 +169,7 @@ def render_maskgae(rows: list[dict], paired_difference) -> list[str]:
               "edge decoder and the degree decoder, path masking, Adam 0.01 with weight decay 5e-5, gradients "
               "clipped at norm 1. Ours: `model=maskgae` through `LinkPredictionTask` and `Trainer` (Â of the visible "
               "graph as one cached sparse product, sparse features kept sparse under dropout, negatives from "
-              "the task's sampler). Reference: `GCNConv` message passing on the visible edges, dropout on the "
-              "dense features, `negative_sampling` each epoch; the same masking function on both sides.", ""]
+              "the task's sampler, the edge decoder as one chunked kernel, `vgae_toolkit.ops.hadamard`). Reference: "
+              "`GCNConv` message passing on the visible edges, dropout on the dense features, `negative_sampling` "
+              "each epoch, the edge decoder's layers through autograd; the same masking function on both sides.", ""]
     return lines

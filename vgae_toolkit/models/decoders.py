@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from vgae_toolkit.errors import ConfigError
+from vgae_toolkit.ops.hadamard import hadamard_mlp
 
 
 class InnerProductDecoder(nn.Module):
@@ -53,6 +54,11 @@ class HadamardMLPDecoder(nn.Module):
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, z: Tensor, pairs: Tensor) -> Tensor:
+        first, last = self.mlp[1], self.mlp[-1]
+        if len(self.mlp) == 5 and not (self.training and self.mlp[3].p > 0):
+            # one hidden layer, no dropout before the output: the same function, in cache-sized chunks
+            return hadamard_mlp(z, pairs, first.weight, first.bias, last.weight, last.bias, self.mlp[0].p,
+                                self.training)
         # index_select: the same rows as z[pairs[i]], with a cheaper backward pass on the CPU
         return self.mlp(z.index_select(0, pairs[0]) * z.index_select(0, pairs[1])).squeeze(-1)
 

@@ -6,6 +6,7 @@ with a written-out backward pass, and is tested against autograd on small inputs
 - :mod:`~vgae_toolkit.ops.dense`: the weighted BCE over all N^2 pairs in blocks, without an N x N matrix.
 - :mod:`~vgae_toolkit.ops.sampling`: the reparameterised sample and the mean KL to N(0, I) in one node.
 - :mod:`~vgae_toolkit.ops.attention`: attention-weighted neighbour sums of GAT layers as one bag product.
+- :mod:`~vgae_toolkit.ops.hadamard`: the Hadamard-MLP edge decoder (dropout included) in cache-sized chunks.
 - :mod:`~vgae_toolkit.ops.masking`: edge and path masking (MaskGAE) and dropout on sparse features.
 - :mod:`~vgae_toolkit.ops.iw`: the importance-weighted log-likelihood in cache-sized pieces.
 """

@@ -1,0 +1,81 @@
+"""The chunked Hadamard-MLP decoder kernel (vgae_toolkit.ops.hadamard) against autograd through the layers."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vgae_toolkit.models.decoders import HadamardMLPDecoder
+from vgae_toolkit.ops import hadamard
+from vgae_toolkit.ops.hadamard import hadamard_mlp, keep_mask
+
+
+def reference(z, pairs, w1, b1, w2, b2, mask=None, scale=1.0):
+    x = z[pairs[0]] * z[pairs[1]]
+    if mask is not None:
+        x = x * mask * scale
+    return F.linear(F.relu(F.linear(x, w1, b1)), w2, b2).squeeze(-1)
+
+
+def params(d=6, h=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(*s, generator=g, dtype=torch.float64, requires_grad=True)
+            for s in ((h, d), (h,), (1, h), (1,))]
+
+
+@pytest.mark.parametrize("chunk", [3, 4096])
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_values_and_gradients_match_autograd(monkeypatch, chunk, with_mask):
+    monkeypatch.setattr(hadamard, "CHUNK", chunk)  # several chunks, and a ragged last one
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(9, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    pairs = torch.randint(0, 9, (2, 14), generator=g)
+    pairs[:, 0] = torch.tensor([2, 2])  # a pair of a node with itself, and repeated nodes
+    w = params()
+    mask = torch.rand(14, 6, generator=g) < 0.7 if with_mask else None
+    scale = 1 / 0.7 if with_mask else 1.0
+    dropout = 0.3 if with_mask else 0.0
+    ours = hadamard_mlp(z, pairs, *w, dropout=dropout, training=True, mask=mask)
+    ref = reference(z, pairs, *w, mask=mask, scale=scale)
+    torch.testing.assert_close(ours, ref)
+    weights = torch.randn(14, generator=g, dtype=torch.float64)
+    grads = torch.autograd.grad((ours * weights).sum(), [z, *w])
+    ref_grads = torch.autograd.grad((ref * weights).sum(), [z, *w])
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b)
+
+
+def test_gradcheck():
+    g = torch.Generator().manual_seed(2)
+    z = torch.randn(5, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    pairs = torch.randint(0, 5, (2, 7), generator=g)
+    w = params(d=3, h=4, seed=3)
+    mask = torch.rand(7, 3, generator=g) < 0.5
+    assert torch.autograd.gradcheck(lambda *t: hadamard_mlp(t[0], pairs, *t[1:], dropout=0.5, training=True,
+                                                            mask=mask), (z, *w))
+
+
+def test_keep_mask_keeps_the_asked_share():
+    torch.manual_seed(0)
+    for keep in (0.2, 0.8):
+        mask = keep_mask(1000, 128, keep)
+        assert mask.dtype == torch.bool and mask.shape == (1000, 128)
+        assert abs(mask.float().mean().item() - keep) < 0.005  # 128,000 draws: sd 0.0011
+    assert keep_mask(3, 5, 1.0).all() and not keep_mask(3, 5, 0.0).any()
+    assert keep_mask(3, 1, 0.5).shape == (3, 1)  # an odd count: half of the last word is unused
+    a, b = keep_mask(50, 8, 0.5), keep_mask(50, 8, 0.5)
+    assert not torch.equal(a, b)  # fresh draws
+
+
+def test_decoder_uses_the_kernel_and_agrees_with_its_layers():
+    torch.manual_seed(0)
+    dec = HadamardMLPDecoder(latent=6, hidden=[5], dropout=0.3, dropout_last=False)
+    z, pairs = torch.randn(8, 6), torch.randint(0, 8, (2, 20))
+    dec.eval()  # no dropout: the layers and the kernel compute the same logits
+    torch.testing.assert_close(dec(z, pairs), dec.mlp(z[pairs[0]] * z[pairs[1]]).squeeze(-1))
+    dec.train()
+    torch.manual_seed(5)
+    a = dec(z, pairs)
+    torch.manual_seed(5)
+    b = dec(z, pairs)
+    torch.testing.assert_close(a, b)  # seeded dropout: reproducible
+    dropped = [dec(z, pairs) for _ in range(2)]
+    assert not torch.equal(dropped[0], dropped[1])  # and it does drop
