@@ -79,3 +79,19 @@ def test_decoder_uses_the_kernel_and_agrees_with_its_layers():
     torch.testing.assert_close(a, b)  # seeded dropout: reproducible
     dropped = [dec(z, pairs) for _ in range(2)]
     assert not torch.equal(dropped[0], dropped[1])  # and it does drop
+
+
+def test_mask_dropout_is_dropout():
+    from vgae_toolkit.ops.hadamard import MaskDropout
+    torch.manual_seed(0)
+    x = torch.randn(400, 64, requires_grad=True)
+    drop = MaskDropout(0.25)
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.75) < 0.01
+    torch.testing.assert_close(y[kept], x[kept] / 0.75)  # the kept entries, rescaled
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / 0.75)
+    drop.eval()
+    assert drop(x) is x
+    assert not MaskDropout(1.0).train()(x).any()

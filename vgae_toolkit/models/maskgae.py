@@ -19,6 +19,7 @@ from vgae_toolkit.models.decoders import HadamardMLPDecoder
 from vgae_toolkit.models.encoders import ACTIVATIONS
 from vgae_toolkit.models.gcn import GCNLayer
 from vgae_toolkit.models.latent import Posterior
+from vgae_toolkit.ops.hadamard import MaskDropout
 from vgae_toolkit.ops.masking import MASKS, SparseDropoutPlan, dropout_matmul, edge_csr
 from vgae_toolkit.ops.sparse import SparseMatrix
 
@@ -104,7 +105,7 @@ class DegreeDecoder(nn.Module):
         widths = [latent, *hidden, 1]
         layers: list[nn.Module] = []
         for a, b in zip(widths[:-2], widths[1:-1]):
-            layers += [nn.Linear(a, b), nn.Dropout(dropout), nn.ReLU()]
+            layers += [nn.Linear(a, b), MaskDropout(dropout), nn.ReLU()]
         layers += [nn.Linear(widths[-2], 1), nn.ReLU()]
         self.mlp = nn.Sequential(*layers)
 
