@@ -157,6 +157,23 @@ def kl_per_dimension(posterior) -> Tensor:
     return posterior.kl_per_dim().detach().mean(dim=0)
 
 
+KL_DIM_THRESHOLD = 0.1  # nats: a model with a total KL under 1 nat has at most 9 dimensions above it
+
+
+def kl_dims(kl_per_dim: Tensor, threshold: float = KL_DIM_THRESHOLD) -> int:
+    """Number of latent dimensions whose mean KL(q(z_j|x) || N(0, 1)) exceeds ``threshold`` nats.
+
+    Beside :func:`active_units`, which counts means that vary (and can count 14 of 20 dimensions at a
+    total KL of 0.5 nats, early in training), this counts the dimensions that cost nats: the KL of a
+    dimension bounds the information it carries about x, so a dimension under 0.1 nats says little.
+
+    Args:
+        kl_per_dim (Tensor): :func:`kl_per_dimension`, ``[latent]``.
+        threshold (float): nats per dimension (default: :data:`KL_DIM_THRESHOLD`).
+    """
+    return int((kl_per_dim.detach() > threshold).sum())
+
+
 # -- Ranking scores of held-out links (OGB's definitions) -----------------------------------
 
 

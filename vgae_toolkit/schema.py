@@ -282,15 +282,18 @@ MODELS: dict[str, dict[str, Rule]] = {
         "latent_dim": Int(1, MAX_WIDTH),
         "hidden": IntList(1, MAX_WIDTH),
         "activation": Choice("tanh", "relu", "elu", "gelu", "softplus", "sigmoid", "leaky_relu"),
-        "decoder": Choice("bernoulli", "continuous_bernoulli", "gaussian", "gaussian_fixed"),
+        "decoder": Choice("bernoulli", "continuous_bernoulli", "gaussian", "gaussian_fixed", "pixelcnn"),
         "num_samples": Int(1, 10**4),
         "kl_warmup_epochs": Int(0, MAX_EPOCHS),
+        "kl_cycle_epochs": Int(0, MAX_EPOCHS),  # cyclical KL annealing (Fu et al. 2019); 0 = off
+        "kl_cycle_ramp": Real(0, 1, low_open=True),
         "free_bits": Real(0),
         "num_classes": Int(1, nullable=True, also=("auto",)),
         "init_std": Real(0, low_open=True, nullable=True),
         "min_logvar": Real(),
         "beta": Real(0),  # constant KL weight (beta-VAE)
         "variational": Bool(),  # false: the deterministic auto-encoder (model=ae)
+        "objective": Choice("elbo", "iwae"),  # iwae: Burda et al.'s importance-weighted bound
         "encoder.name": Choice("mlp", "conv"),  # image encoders (conf/model/encoder/{mlp,conv}.yaml)
         "encoder.channels": IntList(1, MAX_WIDTH),
     },
@@ -328,6 +331,9 @@ DATASETS: dict[str, dict[str, Rule]] = {
         "loader.path": Text(example="faces.npz"),
         "loader.labels": Text(nullable=True),
         "loader.test_fraction": OPEN_FRACTION,
+        "loader.train_size": Int(1, nullable=True),  # binarized_mnist: N evenly spaced images of a split
+        "loader.valid_size": Int(1, nullable=True),
+        "loader.test_size": Int(1, nullable=True),
         "loader.seed": SEED,
     },
 }

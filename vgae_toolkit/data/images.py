@@ -175,7 +175,15 @@ def _read_amat(path: Path, dim: int = 784) -> Tensor:
     return torch.from_numpy(values)
 
 
-def load_binarized_mnist(root: str | Path) -> ImageData:
+def _evenly_spaced(x: Tensor, size: int | None) -> Tensor:
+    """``size`` rows of ``x`` at evenly spaced positions, the first row included (all rows if ``size`` is None)."""
+    if size is None or size >= len(x):
+        return x
+    return x[torch.arange(size) * len(x) // size]
+
+
+def load_binarized_mnist(root: str | Path, train_size: int | None = None, valid_size: int | None = None,
+                         test_size: int | None = None) -> ImageData:
     """Statically binarised MNIST, 50000 / 10000 / 10000 images without labels.
 
     The fixed binarisation of Salakhutdinov & Murray (ICML 2008) in the files of Larochelle &
@@ -183,10 +191,17 @@ def load_binarized_mnist(root: str | Path) -> ImageData:
 
     Args:
         root (str or Path): the data root that holds ``BinarizedMNIST/``.
+        train_size, valid_size, test_size (int, optional): keep only this many images of the split,
+            evenly spaced through its file (the test file is ordered by digit: its first 1,000 images
+            are zeros), for a short run (experiments/collapse); ``None`` keeps all (default).
     """
     directory = _dataset_dir(root, "Binarized MNIST", "BinarizedMNIST", "binarized_mnist_*.amat.gz")
-    splits = {s: _read_amat(_find(directory, "Binarized MNIST", f"binarized_mnist_{s}.amat"))
-              for s in ("train", "valid", "test")}
+    sizes = {"train": train_size, "valid": valid_size, "test": test_size}
+    for split, size in sizes.items():
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise ConfigError(f"dataset.loader.{split}_size: expected null or a count >= 1, got {size!r}")
+    splits = {s: _evenly_spaced(_read_amat(_find(directory, "Binarized MNIST", f"binarized_mnist_{s}.amat")),
+                                sizes[s]) for s in ("train", "valid", "test")}
     return ImageData(train_x=splits["train"], train_y=None, valid_x=splits["valid"], valid_y=None,
                      test_x=splits["test"], test_y=None, shape=(28, 28), name="binarized_mnist")
 

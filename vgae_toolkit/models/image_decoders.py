@@ -11,6 +11,8 @@ training loss's reconstruction term) and ``mean(params)`` (the image shown in sa
   log-density for grey levels.
 - ``gaussian``: N(m, diag exp(logvar)), m = sigmoid(.) (AEVB App. C.2, Frey Face), with a floor on logvar.
 - ``gaussian_fixed``: N(m, I), sigma = 1: the squared error 0.5 ||x - m||^2 plus a constant.
+- ``pixelcnn``: autoregressive, pixels not independent given z: a PixelCNN conditioned on z
+  (:mod:`~vgae_toolkit.models.autoregressive`), for showing posterior collapse.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vgae_toolkit.models.autoregressive import PixelCNNDecoder
 from vgae_toolkit.models.latent import LOG_2PI, normal_log_prob
 
 LOG_2 = math.log(2.0)
@@ -180,4 +183,4 @@ class FixedGaussianDecoder(nn.Module):
 
 
 DECODERS = {"bernoulli": BernoulliDecoder, "continuous_bernoulli": ContinuousBernoulliDecoder,
-            "gaussian": GaussianDecoder, "gaussian_fixed": FixedGaussianDecoder}
+            "gaussian": GaussianDecoder, "gaussian_fixed": FixedGaussianDecoder, "pixelcnn": PixelCNNDecoder}

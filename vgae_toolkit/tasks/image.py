@@ -22,7 +22,8 @@ from vgae_toolkit.builders import build, data_root
 from vgae_toolkit.data.images import BINARIZE_MODES, MAX_CLASSES, ImageBatches, ImageData
 from vgae_toolkit.data.images import binarize as binarize_images
 from vgae_toolkit.errors import ConfigError, DataError
-from vgae_toolkit.metrics import active_units, elbo, importance_weighted_log_likelihood, kl_per_dimension
+from vgae_toolkit.metrics import (KL_DIM_THRESHOLD, active_units, elbo, importance_weighted_log_likelihood,
+                                  kl_dims as count_kl_dims, kl_per_dimension)
 from vgae_toolkit.models.latent import Posterior
 from vgae_toolkit.models.vae import warmup_callback
 
@@ -167,7 +168,9 @@ class ImageDensityTask:
         self.final = {"train_elbo": self.bound(model, "train")["train_elbo"],
                       "kl_per_dim": [float(v) for v in kl_dims],
                       # active units measure what the KL leaves of the code: none for a deterministic encoder
-                      "active_units": None if posterior.deterministic else active_units(posterior.mu)}
+                      "active_units": None if posterior.deterministic else active_units(posterior.mu),
+                      # beside them, the dimensions that cost more than KL_DIM_THRESHOLD nats (metrics.kl_dims)
+                      "kl_dims": count_kl_dims(kl_dims), "kl_dims_threshold": KL_DIM_THRESHOLD}
         return out
 
     def describe(self) -> dict:
