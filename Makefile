@@ -62,6 +62,15 @@ figure5: install  ## AEVB Fig. 5: random MNIST samples for latent sizes 2, 5, 10
 	$(BIN)/python -m vgae_toolkit -m +experiment=figure5 hydra.sweep.dir=$(VAE_RUNS)/figure5 $(ARGS)
 	$(BIN)/python -m vgae_toolkit.plots.vae figure5 $(VAE_RUNS)/figure5 --out $(VAE_FIGURES)
 
+# Table 1 of Burda et al. (IWAE), MNIST, one stochastic layer (conf/experiment/iwae_burda.yaml): the VAE and the
+# IWAE with k = 5 and 50, one after another on one thread, each with test log p(x) at K = 5000; finished runs
+# are skipped, so an interrupted run resumes. Not for CI: the k = 50 training is most of the time.
+.PHONY: binarized-mnist
+binarized-mnist: install  ## IWAE Table 1 (VAE, IWAE k=5, 50) on dynamic binarised MNIST (~56 min, 1 core)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m vgae_toolkit -m +experiment=iwae_burda \
+		hydra.sweep.dir=$(VAE_RUNS)/binarized_mnist $(ARGS)
+	$(BIN)/python experiments/vae/binarized_mnist.py $(VAE_RUNS)/binarized_mnist --out $(VAE_FIGURES)/binarized_mnist.csv
+
 # Table 1 of Kipf & Welling (VGAE): conf/experiment/table1.yaml sweeps SC, DW, GAE*, VGAE*, GAE and VGAE
 # over Cora, CiteSeer and PubMed, seeds 0-9 (180 runs), TABLE1_JOBS at a time with one thread each, into
 # TABLE1_RUNS; finished runs are skipped, so an interrupted `make table1` resumes. The report (markdown,
@@ -134,3 +143,13 @@ bench: install  ## benchmark against the reference loops (9-17 min by machine): 
 latent-scatter: install  ## AE vs VAE 2-D MNIST latents by label, experiments/vae/latent_scatter_ae_vs_vae.png (~8 min)
 	$(BIN)/python -m vgae_toolkit -m +experiment=vae_latent_scatter hydra.sweep.dir=$(VAE_RUNS)/latent_scatter $(ARGS)
 	$(BIN)/python -m vgae_toolkit.plots.vae latent-scatter $(VAE_RUNS)/latent_scatter --out $(VAE_FIGURES)
+
+# Posterior collapse, shown (conf/experiment/collapse.yaml): a VAE with a PixelCNN decoder on binarised MNIST,
+# trained with no remedy, KL warm-up, free bits, beta < 1 and cyclical annealing (one run each into
+# COLLAPSE_RUNS, one thread; finished runs are skipped), then experiments/collapse/results.csv and
+# kl_per_epoch.png. ARGS is passed to every run.
+COLLAPSE_RUNS ?= $(or $(VGAE_TOOLKIT_OUTPUT),outputs)/collapse
+.PHONY: collapse
+collapse: install  ## posterior collapse and four remedies, experiments/collapse/ (~40 min on one core)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python experiments/collapse/collapse.py --runs $(COLLAPSE_RUNS) \
+		--out experiments/collapse $(ARGS)
