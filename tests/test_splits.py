@@ -154,27 +154,3 @@ def test_without_columns_keeps_the_other_columns_in_order(dropped):
     expected = torch.stack([pairs[0][~drop], pairs[1][~drop]])
     assert torch.equal(without_columns(pairs, drop), expected)  # 200 and 1000 take the masked_select path
 
-
-
-def test_train_epochs_prefetch_draws_the_sequential_negatives_and_resumes():
-    """The next epoch's negatives are drawn in the background: the same pairs as drawn in turn, and a
-    state taken mid-run gives the stream before the pending draw (a resumed run draws it again)."""
-    from torch_geometric.datasets import KarateClub
-
-    from vgae_toolkit.models.graph import GraphAutoEncoder
-    from vgae_toolkit.splits import NegativeSampler
-    from vgae_toolkit.tasks.link import LinkPredictionTask
-
-    task = LinkPredictionTask(KarateClub()[0], split_seed=0, sampler_seed=3)
-    model = GraphAutoEncoder(**task.model_kwargs(), recon="sampled")
-    epochs = task.train_batches(model)
-    count = model.negatives_per_positive * task.batch.pos.size(1)
-    fresh = NegativeSampler(task.split.train_pos, task.data.num_nodes, torch.Generator().manual_seed(3))
-    expected = [fresh(count) for _ in range(4)]
-    drawn = [next(iter(epochs)).neg for _ in range(2)]
-    state = epochs.state_dict()  # taken with epoch 3's draw pending
-    drawn += [next(iter(epochs)).neg for _ in range(2)]
-    for a, b in zip(drawn, expected):
-        assert torch.equal(a, b)
-    epochs.load_state_dict(state)
-    assert torch.equal(next(iter(epochs)).neg, expected[2])

@@ -1,10 +1,8 @@
 """Unsupervised link prediction on one graph (the VGAE paper's Table 1 protocol)."""
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -55,55 +53,26 @@ class TrainEpochs:
     """Yields one full-graph batch per epoch, with fresh negatives when the loss needs them.
 
     Negatives are drawn on the CPU (the same pairs whatever the device, and in every process) and
-    moved to the batch's device; ``part`` marks the share of the loss this process computes. The next
-    epoch's negatives are drawn on a background thread while this epoch trains (the sampler has its own
-    generator, so the pairs are the same as drawn in turn); ``state_dict`` gives the stream as it was
-    before that draw, so a resumed run draws it again.
+    moved to the batch's device; ``part`` marks the share of the loss this process computes.
     """
 
     def __init__(self, batch: GraphBatch, sampler: NegativeSampler, negatives_per_positive: int,
                  part: tuple[int, int] = (0, 1)) -> None:
         self.batch, self.sampler, self.ratio, self.part = batch, sampler, negatives_per_positive, part
-        self._pending: tuple[Future, Tensor] | None = None  # (next epoch's draw, the stream before it)
 
     def __len__(self) -> int:
         return 1
 
     def state_dict(self) -> dict:
         """The negative sampler's stream: an interrupted run resumes with the same negatives."""
-        state = self._pending[1] if self._pending is not None else self.sampler.generator.get_state()
-        return {"sampler_generator": state}
+        return {"sampler_generator": self.sampler.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
-        self._take_pending()  # a draw from the old stream is dropped
         self.sampler.generator.set_state(state["sampler_generator"])
 
-    def _draw(self) -> Tensor:
-        return self.sampler(self.ratio * self.batch.pos.size(1))
-
-    def _take_pending(self) -> Tensor | None:
-        pending, self._pending = self._pending, None
-        return None if pending is None else pending[0].result()
-
     def __iter__(self) -> Iterator[GraphBatch]:
-        neg = None
-        if self.ratio:
-            neg = self._take_pending()
-            neg = self._draw() if neg is None else neg
-            state = self.sampler.generator.get_state()  # before the next draw starts
-            self._pending = (background().submit(self._draw), state)
-            neg = neg.to(self.batch.pos.device)
+        neg = self.sampler(self.ratio * self.batch.pos.size(1)).to(self.batch.pos.device) if self.ratio else None
         yield self.batch.with_negatives(neg, self.part, ordered=self.sampler.ordered)
-
-
-_BACKGROUND: list = [None, None]  # (process id, executor): a forked process makes its own
-
-
-def background() -> ThreadPoolExecutor:
-    """This process's one background thread (negative sampling overlaps training with it)."""
-    if _BACKGROUND[0] != os.getpid():
-        _BACKGROUND[:] = [os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="negatives")]
-    return _BACKGROUND[1]
 
 
 class LinkPredictionTask:
