@@ -109,14 +109,19 @@ def test_hadamard_decoder_loss_is_bce_of_edges_and_negatives():
         GraphAutoEncoder(**task.model_kwargs(), decoder="hadamard_mlp", recon="dense")
 
 
-def test_adversary_is_trained_by_its_own_steps_only():
+def adversarial_gae(**options):
+    """A seeded GAE with an adversarial regulariser on the small task, its discriminator and its batch."""
     task = small_task()
     torch.manual_seed(0)
     model = GraphAutoEncoder(**task.model_kwargs(), variational=False,
-                             regulariser={"name": "adversarial", "hidden": 8, "steps": 3})
-    disc = model.regulariser.discriminator
-    before = [p.detach().clone() for p in disc.parameters()]
+                             regulariser={"name": "adversarial", "hidden": 8, **options})
     (batch,) = list(task.train_batches(model))
+    return model, model.regulariser.discriminator, batch
+
+
+def test_adversary_is_trained_by_its_own_steps_only():
+    model, disc, batch = adversarial_gae(steps=3)
+    before = [p.detach().clone() for p in disc.parameters()]
     out = model.loss(batch)
     moved = [p.detach().clone() for p in disc.parameters()]
     assert any(not torch.equal(a, b) for a, b in zip(before, moved))  # its own Adam steps ran
@@ -133,12 +138,8 @@ def test_adversary_is_trained_by_its_own_steps_only():
 def test_adversary_acts_on_every_kth_step_only():
     # model.regulariser.every=3: steps 1 and 2 are reconstruction alone (no adversarial loss, D unchanged),
     # step 3 trains D and adds the encoder's adversarial loss; evaluation neither counts nor trains
+    model, disc, batch = adversarial_gae(every=3)
     task = small_task()
-    torch.manual_seed(0)
-    model = GraphAutoEncoder(**task.model_kwargs(), variational=False,
-                             regulariser={"name": "adversarial", "hidden": 8, "every": 3})
-    disc = model.regulariser.discriminator
-    (batch,) = list(task.train_batches(model))
     moved, adversarial = [], []
     for _ in range(6):
         before = [p.detach().clone() for p in disc.parameters()]
