@@ -292,3 +292,55 @@ def test_make_optimizer_fuses_adam_and_adagrad_with_the_same_updates():
         for a, b in zip(fused_model.parameters(), plain_model.parameters()):
             assert torch.allclose(a, b, atol=1e-6)
         assert not torch.allclose(fused_model.weight, start)  # the steps did move the weights
+
+
+def test_fused_adam_takes_the_same_steps_as_torch_adam_bit_for_bit_and_keeps_its_state():
+    from vgae_toolkit.ops.optim import FusedAdam
+
+    torch.manual_seed(0)
+    models = [torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3)) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    start = [p.detach().clone() for p in models[0].parameters()]
+    ours = FusedAdam(models[0].parameters(), lr=0.05, weight_decay=1e-3, betas=(0.8, 0.99))
+    theirs = torch.optim.Adam(models[1].parameters(), lr=0.05, weight_decay=1e-3, betas=(0.8, 0.99), fused=True)
+    calls = []
+    ours.register_step_post_hook(lambda opt, args, kwargs: calls.append(1))  # hooks still run
+    for step in range(6):
+        x = torch.randn(8, 5)
+        for model, opt in zip(models, (ours, theirs)):
+            opt.zero_grad()
+            model(x).pow(2).sum().backward()
+            opt.step()
+        if step == 2:  # a changed learning rate is read at every step, as by torch's Adam
+            for opt in (ours, theirs):
+                opt.param_groups[0]["lr"] = 0.01
+    for a, b, s in zip(models[0].parameters(), models[1].parameters(), start):
+        assert torch.equal(a, b) and not torch.equal(a, s)
+        assert a.grad is not None
+    assert len(calls) == 6
+    assert ours._direct_lists() is not None  # the steps after the first took the direct call
+    mine, ref = ours.state_dict()["state"], theirs.state_dict()["state"]
+    assert mine.keys() == ref.keys()
+    for key in mine:
+        assert all(torch.equal(mine[key][k], ref[key][k]) for k in ("step", "exp_avg", "exp_avg_sq"))
+    ours.zero_grad()
+    assert all(p.grad is None for p in models[0].parameters())
+
+
+def test_fused_adam_falls_back_to_torch_adam_where_its_direct_call_does_not_apply():
+    from vgae_toolkit.ops.optim import FusedAdam
+
+    torch.manual_seed(1)
+    used, unused = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    params = list(used.parameters()) + list(unused.parameters())
+    opt = FusedAdam(params, lr=0.1, amsgrad=True)
+    ref_used = torch.nn.Linear(3, 2)
+    ref_used.load_state_dict(used.state_dict())
+    ref = torch.optim.Adam(ref_used.parameters(), lr=0.1, amsgrad=True, fused=True)
+    for _ in range(3):
+        x = torch.randn(4, 3)
+        for model, o in ((used, opt), (ref_used, ref)):
+            o.zero_grad()
+            model(x).sum().backward()  # the second layer gets no gradient: the direct call does not apply
+            o.step()
+    assert all(torch.equal(a, b) for a, b in zip(used.parameters(), ref_used.parameters()))

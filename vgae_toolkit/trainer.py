@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from vgae_toolkit import distributed, interrupt
 from vgae_toolkit.errors import ConfigError, TrainingError
+from vgae_toolkit.ops.optim import FusedAdam
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}
 
@@ -62,13 +63,14 @@ def make_optimizer(cls: type[torch.optim.Optimizer], model: nn.Module, **kwargs)
 
     The fused Adam and Adagrad update every parameter in one kernel: the same update up to float
     rounding, at half the cost per step on CPU (it matters for the GAE's two or three weights,
-    where the per-parameter loop is most of the step). Other cases fall back to the default form.
+    where the per-parameter loop is most of the step); Adam's is :class:`~vgae_toolkit.ops.optim.FusedAdam`,
+    which calls that kernel without ``Optimizer.step``'s bookkeeping. Other cases fall back to the default form.
     """
     params = list(model.parameters())
     if cls in (torch.optim.Adam, torch.optim.Adagrad) and params and all(
             p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params):
-        try:
-            return cls(params, fused=True, **kwargs)
+        try:  # Adam: the same fused update, called directly (vgae_toolkit.ops.optim)
+            return FusedAdam(params, **kwargs) if cls is torch.optim.Adam else cls(params, fused=True, **kwargs)
         except (RuntimeError, TypeError, ValueError):
             pass
     return cls(params, **kwargs)

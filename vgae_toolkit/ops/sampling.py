@@ -31,15 +31,22 @@ def sample_and_mean_kl(mu: Tensor, logstd: Tensor, eps: Tensor, max_logstd: floa
 def _sample_and_mean_kl(ctx, first: Tensor, mu: Tensor, logstd: Tensor, eps: Tensor,
                         max_logstd: float) -> tuple[Tensor, Tensor]:
     """The forward pass of both sampling nodes: saves ``first`` (the input that holds ``mu``) and what the
-    backward pass needs."""
+    backward pass needs. ``mu`` and ``logstd`` may be strided halves of one tensor: each is read once,
+    and every tensor made here is contiguous."""
     clamped = logstd.clamp(max=max_logstd)
-    std = clamped.exp()
+    sum_clamped = clamped.sum()
+    std = clamped.exp_()  # the clamped values are summed: their buffer takes sigma
     noise = std * eps
     z = mu + noise
+    variance_m1 = std * std - 1.0  # sigma^2 - 1: the KL's gradient with respect to log sigma
     rows = mu.numel() // mu.size(-1)  # the KL is averaged over every row of the sample
     # mean over rows of sum_d 0.5 (mu^2 + sigma^2 - 1 - 2 log sigma)  (AEVB App. B)
-    kl = 0.5 * ((mu * mu).sum() + (std * std).sum() - 2 * clamped.sum()) / rows - 0.5 * mu.size(-1)
-    ctx.save_for_backward(first, std, noise, logstd > max_logstd)
+    kl = 0.5 * ((mu * mu).sum() + variance_m1.sum() - 2 * sum_clamped) / rows
+    # where the clamp is active the gradient is zero; it rarely is (max_logstd = 10), and a maximum is
+    # cheaper than the mask, so the mask is made only when some entry is clamped
+    # (a NaN maximum skips the mask: the loss is NaN then, and training stops on it)
+    mask = (logstd > max_logstd,) if logstd.numel() and bool(logstd.max() > max_logstd) else ()
+    ctx.save_for_backward(first, variance_m1, noise, *mask)
     ctx.rows = rows
     return z, kl
 
@@ -47,18 +54,18 @@ def _sample_and_mean_kl(ctx, first: Tensor, mu: Tensor, logstd: Tensor, eps: Ten
 def _sample_and_mean_kl_grads(ctx, mu: Tensor, grad_z: Tensor | None, grad_kl: Tensor | None,
                               grad_mu: Tensor, grad_logstd: Tensor) -> None:
     """Writes d/d mu and d/d log sigma of the sampling node into ``grad_mu`` and ``grad_logstd``."""
-    _, std, noise, clamped = ctx.saved_tensors
+    _, variance_m1, noise, *clamped = ctx.saved_tensors
+    scale = 0.0 if grad_kl is None else float(grad_kl) / ctx.rows
     if grad_z is None:
-        grad_mu.zero_()
-        grad_logstd.zero_()
+        torch.mul(mu, scale, out=grad_mu)  # d KL / d mu = mu
+        torch.mul(variance_m1, scale, out=grad_logstd)  # d KL / d log sigma = sigma^2 - 1
     else:
-        grad_mu.copy_(grad_z)
+        torch.add(grad_z, mu, alpha=scale, out=grad_mu)
         torch.mul(grad_z, noise, out=grad_logstd)  # d z / d log sigma = sigma eps
-    if grad_kl is not None:
-        scale = grad_kl / ctx.rows
-        grad_mu.addcmul_(mu, scale)  # d KL / d mu = mu
-        grad_logstd.addcmul_(std * std - 1.0, scale)  # d KL / d log sigma = sigma^2 - 1
-    grad_logstd.masked_fill_(clamped, 0.0)
+        if scale:
+            grad_logstd.add_(variance_m1, alpha=scale)
+    if clamped:
+        grad_logstd.masked_fill_(clamped[0], 0.0)
 
 
 class _SampleAndMeanKL(torch.autograd.Function):
