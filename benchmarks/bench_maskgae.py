@@ -4,7 +4,7 @@ edge decoder and a degree decoder, gradient clipping, scikit-learn AUC/AP).
 
 Both sides start from the same initial weights, draw their masks with the same path-masking function
 (:func:`vgae_toolkit.ops.masking.mask_paths`, so the walks cost the same on both sides; the authors' code
-walks with an optional compiled extension) and train in lockstep, one epoch each in turn.
+walks with an optional compiled extension) and train in alternating blocks of epochs (bench.py's ``BLOCK``).
 """
 from __future__ import annotations
 
@@ -103,10 +103,12 @@ class ReferenceMaskGAE:
         return roc_auc_score(labels, scores), average_precision_score(labels, scores)
 
 
-def bench_maskgae(data_root: str, datasets: list[str], epochs: int, seeds: list[int]) -> list[dict]:
+def bench_maskgae(data_root: str, datasets: list[str], epochs: int, seeds: list[int], timed_epochs,
+                  block: int) -> list[dict]:
     """MaskGAE (path masking, the preset's settings; PubMed with its code's dropout 0.2), ours against
-    :class:`ReferenceMaskGAE`, lockstep epochs on the seed's split; validation AUC/AP of both after
-    ``epochs`` epochs (the last epoch, no selection), times as medians over the epochs of all seeds."""
+    :class:`ReferenceMaskGAE`, epochs in alternating blocks (``timed_epochs(interleave, block)`` of
+    bench.py) on the seed's split; validation AUC/AP of both after ``epochs`` epochs (the last epoch, no
+    selection), times as medians over the epochs of all seeds."""
     from vgae_toolkit.api import compose
     from vgae_toolkit.builders import build_model
     from vgae_toolkit.data.graphs import load_planetoid
@@ -126,16 +128,10 @@ def bench_maskgae(data_root: str, datasets: list[str], epochs: int, seeds: list[
             torch.manual_seed(seed)
             ours = build_model(cfg, task)
             ref = ReferenceMaskGAE(ours, data.x, task.split.train_edge_index, data.num_nodes, settings)
-            last = [time.perf_counter()]
-            ours_s, ref_s = [], []
-
-            def callback(epoch, record, model, ref=ref, ours_s=ours_s, ref_s=ref_s, last=last):
-                ours_s.append(time.perf_counter() - last[0])
-                ref_s.append(ref.train_epoch())
-                last[0] = time.perf_counter()
-
+            callback, ours_s, ref_s, flush = timed_epochs(ref.train_epoch, block)
             Trainer(epochs=epochs, lr=0.01, weight_decay=5e-5, grad_clip=1.0, progress=False,
                     callbacks=[callback]).fit(ours, task.train_batches(ours))
+            flush()
             for key, seconds in (("ours", ours_s), ("ref", ref_s)):
                 times[key] += seconds[WARMUP:] if len(seconds) > 2 * WARMUP else seconds
             val = task.evaluate(ours, "val")

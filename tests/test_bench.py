@@ -36,6 +36,19 @@ def test_median_leaves_out_the_warm_up_epochs():
     assert bench.median_ms(seconds) == pytest.approx(2.0)
 
 
+def test_timed_epochs_alternate_blocks_and_the_last_block_is_flushed():
+    order = []
+    callback, ours, theirs, flush = bench.timed_epochs(lambda: order.append("ref") or 0.5, block=3)
+    for epoch in range(1, 8):  # seven epochs of ours: two blocks of three, then one left over
+        order.append("ours")
+        callback(epoch, {}, None)
+    flush()
+    assert order == ["ours"] * 3 + ["ref"] * 3 + ["ours"] * 3 + ["ref"] * 3 + ["ours", "ref"]
+    assert len(ours) == 7 and theirs == [0.5] * 7
+    flush()  # nothing left: no extra reference epoch
+    assert len(theirs) == 7
+
+
 def test_unknown_section_is_refused(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--sections", "link,speed"])
