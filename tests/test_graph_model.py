@@ -172,6 +172,23 @@ def test_sparse_matrix_matches_dense_products():
     assert isinstance(maybe_sparse(m), SparseMatrix) is bool((m != 0).float().mean() <= 0.25)
 
 
+def test_a_zero_one_sparse_matrix_multiplies_without_weights_and_gives_the_same_products():
+    torch.manual_seed(2)
+    binary = (torch.rand(7, 5) > 0.6).float()  # bag-of-words features: every stored value is 1
+    weighted = binary * torch.rand(7, 5)
+    d = torch.randn(5, 3, requires_grad=True)
+    for m, unweighted in ((binary, True), (weighted, False)):
+        matrix = SparseMatrix.from_dense(m)
+        assert (matrix.arrays[2] is None) == unweighted and (matrix.arrays_t[2] is None) == unweighted
+        out = matrix @ d
+        assert torch.allclose(out, m @ d, atol=1e-6)
+        (grad,) = torch.autograd.grad(out.pow(2).sum(), d)
+        (want,) = torch.autograd.grad((m @ d).pow(2).sum(), d)
+        assert torch.allclose(grad, want, atol=1e-5)
+    crow, col, _ = SparseMatrix.from_dense(binary).arrays
+    assert torch.equal(csr_matmul(crow, col, None, d), csr_matmul(crow, col, torch.ones(col.numel()), d))
+
+
 def test_gae_is_deterministic_and_has_no_kl():
     model = GraphAutoEncoder(in_channels=3, num_nodes=4, variational=False)
     batch = GraphBatch(x=torch.randn(4, 3), adj=normalized_adjacency(PATH, 4), pos=PATH[:, ::2], neg=torch.tensor([[0], [3]]))

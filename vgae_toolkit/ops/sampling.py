@@ -35,6 +35,10 @@ def _sample_and_mean_kl(ctx, first: Tensor, mu: Tensor, logstd: Tensor, eps: Ten
     and every tensor made here is contiguous."""
     clamped = logstd.clamp(max=max_logstd)
     sum_clamped = clamped.sum()
+    # where the clamp is active the gradient is zero; it rarely is (max_logstd = 10), and the maximum of
+    # the clamped values is cheaper than the mask, so the mask is made only when that maximum is the bound
+    # (a NaN maximum makes no mask: the loss is NaN then, and training stops on it)
+    mask = (logstd > max_logstd,) if clamped.numel() and bool(clamped.max() >= max_logstd) else ()
     std = clamped.exp_()  # the clamped values are summed: their buffer takes sigma
     noise = std * eps
     z = mu + noise
@@ -42,10 +46,6 @@ def _sample_and_mean_kl(ctx, first: Tensor, mu: Tensor, logstd: Tensor, eps: Ten
     rows = mu.numel() // mu.size(-1)  # the KL is averaged over every row of the sample
     # mean over rows of sum_d 0.5 (mu^2 + sigma^2 - 1 - 2 log sigma)  (AEVB App. B)
     kl = 0.5 * ((mu * mu).sum() + variance_m1.sum() - 2 * sum_clamped) / rows
-    # where the clamp is active the gradient is zero; it rarely is (max_logstd = 10), and a maximum is
-    # cheaper than the mask, so the mask is made only when some entry is clamped
-    # (a NaN maximum skips the mask: the loss is NaN then, and training stops on it)
-    mask = (logstd > max_logstd,) if logstd.numel() and bool(logstd.max() > max_logstd) else ()
     ctx.save_for_backward(first, variance_m1, noise, *mask)
     ctx.rows = rows
     return z, kl

@@ -26,13 +26,19 @@ def to_csr(matrix: Tensor) -> Tensor:
         return matrix.to_sparse_csr()
 
 
-def csr_matmul(crow: Tensor, col: Tensor, values: Tensor, dense: Tensor) -> Tensor:
+def csr_matmul(crow: Tensor, col: Tensor, values: Tensor | None, dense: Tensor) -> Tensor:
     """``A @ dense`` for the CSR matrix A given by its arrays (``crow`` has one more entry than A has
-    rows; ``col`` and ``crow`` of one integer type): a weighted ``embedding_bag`` on the CPU, the
-    sparse CSR kernel elsewhere. No gradient flows through it (the callers are autograd functions
-    with their own backward pass); a ``dense`` that requires one would make ``embedding_bag`` take
-    its slower, differentiable path."""
-    dense, values = dense.detach(), values.detach()
+    rows; ``col`` and ``crow`` of one integer type; ``values=None``: every stored value is 1): a
+    weighted ``embedding_bag`` on the CPU (unweighted for a 0/1 matrix, the same sums), the sparse
+    CSR kernel elsewhere. No gradient flows through it (the callers are autograd functions with their
+    own backward pass); a ``dense`` that requires one would make ``embedding_bag`` take its slower,
+    differentiable path."""
+    dense = dense.detach()
+    if values is None:
+        if dense.device.type == "cpu" and dense.dim() == 2:
+            return F.embedding_bag(col, dense, crow, mode="sum", include_last_offset=True)
+        values = torch.ones(col.numel(), dtype=dense.dtype, device=dense.device)
+    values = values.detach()
     if dense.device.type == "cpu" and dense.dim() == 2 and values.dtype == dense.dtype:
         return F.embedding_bag(col, dense, crow, mode="sum", per_sample_weights=values, include_last_offset=True)
     shape = (crow.numel() - 1, dense.size(0))
@@ -59,8 +65,8 @@ class SparseMatrix:
 
     csr: Tensor
     csr_t: Tensor | None = None
-    arrays: tuple[Tensor, Tensor, Tensor] = field(init=False, repr=False, compare=False)
-    arrays_t: tuple[Tensor, Tensor, Tensor] = field(init=False, repr=False, compare=False)
+    arrays: tuple[Tensor, Tensor, Tensor | None] = field(init=False, repr=False, compare=False)
+    arrays_t: tuple[Tensor, Tensor, Tensor | None] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         arrays = _csr_arrays(self.csr)
@@ -91,8 +97,11 @@ class SparseMatrix:
         return _SparseDenseMatmul.apply(self, dense)
 
 
-def _csr_arrays(matrix: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    return matrix.crow_indices(), matrix.col_indices(), matrix.values().detach()
+def _csr_arrays(matrix: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Row pointers, columns and values; ``None`` for values that are all 1 (bag-of-words features such
+    as Cora's), whose product needs no weights."""
+    values = matrix.values().detach()
+    return matrix.crow_indices(), matrix.col_indices(), None if bool((values == 1).all()) else values
 
 
 class _SparseDenseMatmul(torch.autograd.Function):
