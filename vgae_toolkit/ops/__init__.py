@@ -9,4 +9,5 @@ with a written-out backward pass, and is tested against autograd on small inputs
 - :mod:`~vgae_toolkit.ops.hadamard`: the Hadamard-MLP edge decoder (dropout included) in cache-sized chunks.
 - :mod:`~vgae_toolkit.ops.masking`: edge and path masking (MaskGAE) and dropout on sparse features.
 - :mod:`~vgae_toolkit.ops.iw`: the importance-weighted log-likelihood in cache-sized pieces.
+- :mod:`~vgae_toolkit.ops.optim`: Adam's fused update called without the optimiser's per-step bookkeeping.
 """
