@@ -281,6 +281,15 @@ def test_figure2_shares_one_unclipped_y_range_per_dataset():
         assert panels[0].get_xlim() == pytest.approx((min(xs), max(xs)))
 
 
+def test_figure2_keeps_log_spaced_points_of_long_curves():
+    assert plots_vae.log_spaced(5, 400) == [0, 1, 2, 3, 4]  # short curves: every point
+    kept = plots_vae.log_spaced(62_820, 400)
+    assert kept[0] == 0 and kept[-1] == 62_819 and len(kept) <= 402 and kept == sorted(set(kept))
+    assert sum(i < 628 for i in kept) > 2 * sum(i >= 31_410 for i in kept)  # first 1% denser than last half
+    decades = [sum(10 ** d <= i + 1 < 10 ** (d + 1) for i in kept) for d in (2, 3)]
+    assert 70 < decades[0] and abs(decades[0] - decades[1]) <= 3  # as many points in every full decade
+
+
 def test_figure2_redraws_from_its_csv(tmp_path):
     rows = [{"dataset": "mnist", "latent_dim": 3, "curve": c, "samples_seen": s, "elbo": -200.0 + s / 1e4}
             for c in ("train", "test") for s in (50_000, 100_000)]

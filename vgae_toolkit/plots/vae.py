@@ -18,6 +18,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -141,15 +142,28 @@ def latent_dim(metrics: dict) -> int:
     return metrics["config"]["model"]["latent_dim"]
 
 
+CURVE_POINTS = 400  # points kept per curve of figure 2 (a Frey Face run to 1e8 samples has 62,820 epochs)
+
+
+def log_spaced(n: int, keep: int) -> list[int]:
+    """Indices of at most about ``keep`` of ``n`` points, evenly spaced on a log scale of the index
+    (where a log x-axis draws them), the first and last included; all of them when ``n <= keep``."""
+    if n <= keep:
+        return list(range(n))
+    marks = np.unique(np.round(np.geomspace(1, n, keep)).astype(int)) - 1
+    return sorted({0, n - 1, *marks.tolist()})
+
+
 def figure2(dirs: list[str | Path], out_dir: str | Path) -> list[Path]:
     """AEVB Fig. 2: train and test bound against training samples seen, one panel per (dataset,
-    latent size); writes ``figure2.png``, ``figure2_curves.csv`` and ``figure2_final.csv``."""
+    latent size); writes ``figure2.png``, ``figure2_curves.csv`` (up to :data:`CURVE_POINTS` log-spaced
+    epochs per curve) and ``figure2_final.csv``."""
     runs, out_dir = find_runs(dirs), Path(out_dir)
     rows, finals = [], []
     for _, m in runs:
         for name, (xs, ys) in bound_curves(m["history"]).items():
-            rows += [{"dataset": m["dataset"], "latent_dim": latent_dim(m), "curve": name, "samples_seen": x,
-                      "elbo": y} for x, y in zip(xs, ys)]
+            rows += [{"dataset": m["dataset"], "latent_dim": latent_dim(m), "curve": name, "samples_seen": xs[i],
+                      "elbo": ys[i]} for i in log_spaced(len(xs), CURVE_POINTS)]
         finals.append({"dataset": m["dataset"], "latent_dim": latent_dim(m), "epochs": len(m["history"]),
                        "samples_seen": m["history"][-1]["samples_seen"], "train_elbo": m.get("train_elbo"),
                        "test_elbo": m.get("test_elbo"), "test_iw_log_likelihood": m.get("test_iw_log_likelihood"),
