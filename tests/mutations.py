@@ -75,6 +75,12 @@ MUTATIONS = [
     Mutation("maskgae_masks_nothing", "MaskGAE's encoder sees the masked edges it must reconstruct",
              "vgae_toolkit/models/maskgae.py", "z = self.encode(batch, visible_adjacency(visible, n)).mu",
              "z = self.encode(batch, visible_adjacency(batch.edge_index, n)).mu", ("tests/test_maskgae.py",)),
+    Mutation("s2gae_masks_nothing", "S2GAE's encoder sees the masked edges it must reconstruct",
+             "vgae_toolkit/models/s2gae.py", "hs = self.layer_codes(batch, visible_adjacency(visible, batch.num_nodes))",
+             "hs = self.layer_codes(batch)", ("tests/test_s2gae.py",)),
+    Mutation("s2gae_cross_layer_order", "S2GAE's decoder pairs layer l of i with layer k of j: the blocks meet "
+             "the wrong weights", "vgae_toolkit/models/s2gae.py", "cross = src.unsqueeze(2) * dst.unsqueeze(1)",
+             "cross = src.unsqueeze(1) * dst.unsqueeze(2)", ("tests/test_s2gae.py",)),
     Mutation("test_graph_sees_test_edges", "protocol=maskgae's test-time encoder also sees the test edges",
              "vgae_toolkit/tasks/link.py", "pos = torch.cat([self.batch.pos, val], dim=1)",
              "pos = torch.cat([self.batch.pos, val, self.split.test_pos], dim=1)", ("tests/test_protocols.py",)),

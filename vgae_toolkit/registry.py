@@ -30,6 +30,7 @@ BUILDERS: frozenset[str] = frozenset({
     # models
     "vgae_toolkit.models.graph.GraphAutoEncoder",
     "vgae_toolkit.models.maskgae.MaskGAE",
+    "vgae_toolkit.models.s2gae.S2GAE",
     "vgae_toolkit.models.vae.VAE",
     "vgae_toolkit.models.embedding.SpectralEmbedding",
     "vgae_toolkit.models.embedding.DeepWalk",

@@ -26,9 +26,9 @@ ROW_NAMES = {"spectral": "SC", "deepwalk": "DW", "gae": "GAE", "vgae": "VGAE",
              # the zoo's rows (conf/zoo_row)
              "linear_gae": "Linear GAE", "linear_vgae": "Linear VGAE", "arga": "ARGA", "argva": "ARGVA",
              "gae_gat": "GAE (GAT)", "gae_sage": "GAE (SAGE)", "maskgae_edge": "MaskGAE edge",
-             "maskgae": "MaskGAE path", "best": "best"}
+             "maskgae": "MaskGAE path", "s2gae": "S2GAE", "best": "best"}
 ROW_ORDER = ["SC", "DW", "GAE*", "VGAE*", "GAE", "VGAE", "Linear GAE", "Linear VGAE", "ARGA", "ARGVA",
-             "GAE (GAT)", "GAE (SAGE)", "MaskGAE edge", "MaskGAE path", "best"]
+             "GAE (GAT)", "GAE (SAGE)", "MaskGAE edge", "MaskGAE path", "S2GAE", "best"]
 DATASET_ORDER = ["cora", "citeseer", "pubmed"]
 
 

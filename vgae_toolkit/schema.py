@@ -262,6 +262,15 @@ MODELS: dict[str, dict[str, Rule]] = {
         "decoder_dropout": Real(0, 1, high_open=True),
         "degree_weight": Real(0),
     },
+    "vgae_toolkit.models.s2gae.S2GAE": {
+        "hidden": Int(1, MAX_WIDTH),
+        "layers": Int(1, 8),  # the decoder's input is layers^2 x hidden wide
+        "dropout": Real(0, 1, high_open=True),
+        "bias": Bool(),
+        "mask_ratio": Real(0, 1, low_open=True, high_open=True),
+        "decoder_hidden": IntList(1, MAX_WIDTH),
+        "decoder_dropout": Real(0, 1, high_open=True),
+    },
     "vgae_toolkit.models.embedding.SpectralEmbedding": {
         "dim": Int(1, MAX_WIDTH),
         "regularization": Real(0),
