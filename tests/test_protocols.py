@@ -1,4 +1,4 @@
-"""protocol=ours|maskgae: one knob between our evaluation protocol and MaskGAE's own."""
+"""protocol=ours|maskgae|s2gae: one knob between our evaluation protocol and each paper's own."""
 import pytest
 import torch
 
@@ -27,6 +27,14 @@ def test_ours_gives_each_seed_its_split_and_maskgae_one_split():
     assert [c.split.seed for c in theirs] == [2022, 2022] and theirs[0].split.test_graph == "train_val"
     a, b = (build_link_task(c).split for c in theirs)
     assert torch.equal(a.test_pos, b.test_pos) and torch.equal(a.val_neg, b.val_neg)
+
+
+def test_s2gae_protocol_is_one_split_from_its_seed_with_the_training_graph_at_test_time():
+    theirs = [compose_cfg("dataset=sbm", "model=s2gae", "protocol=s2gae", f"seed={s}") for s in (0, 3)]
+    assert [c.split.seed for c in theirs] == [234, 234] and [c.seed for c in theirs] == [0, 3]
+    assert theirs[0].split.test_graph == "train"
+    a, b = (build_link_task(c).split for c in theirs)
+    assert torch.equal(a.test_pos, b.test_pos) and torch.equal(a.train_pos, b.train_pos)
 
 
 def test_test_graph_decides_what_the_encoder_sees_at_test_time():
