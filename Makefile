@@ -49,7 +49,7 @@ VAE_RUNS ?= $(or $(VGAE_TOOLKIT_OUTPUT),outputs)/vae
 VAE_FIGURES ?= experiments/vae
 .PHONY: figure2 figure4 figure5
 
-figure2: install  ## AEVB Fig. 2: train/test bound vs training samples, latent sweeps on MNIST and Frey Face (~40 min)
+figure2: install  ## AEVB Fig. 2: bound vs samples, MNIST to 1e7 (~80 min) and Frey Face to 1e8 (~4-6 h, resumable)
 	$(BIN)/python -m vgae_toolkit -m +experiment=figure2_mnist hydra.sweep.dir=$(VAE_RUNS)/figure2_mnist $(ARGS)
 	$(BIN)/python -m vgae_toolkit -m +experiment=figure2_freyface hydra.sweep.dir=$(VAE_RUNS)/figure2_freyface $(ARGS)
 	$(BIN)/python -m vgae_toolkit.plots.vae figure2 $(VAE_RUNS)/figure2_mnist $(VAE_RUNS)/figure2_freyface --out $(VAE_FIGURES)
