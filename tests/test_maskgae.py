@@ -5,15 +5,13 @@ import pytest
 import torch
 
 from conftest import require_files
-from helpers import compose_cfg
+from helpers import compose_cfg, sbm_task
 from vgae_toolkit.builders import build_model
-from vgae_toolkit.data.graphs import make_sbm
 from vgae_toolkit.errors import ConfigError
 from vgae_toolkit.models.maskgae import MaskGAE
 from vgae_toolkit.ops.masking import SparseDropoutPlan, dropout_matmul, mask_edges, mask_paths
 from vgae_toolkit.ops.sparse import SparseMatrix
 from vgae_toolkit.run import run
-from vgae_toolkit.tasks.link import LinkPredictionTask
 from vgae_toolkit.trainer import Trainer
 
 
@@ -24,11 +22,6 @@ def keys(edge_index: torch.Tensor, n: int) -> set[int]:
 def cycle(n: int) -> torch.Tensor:
     i = torch.arange(n)
     return torch.cat([torch.stack([i, (i + 1) % n]), torch.stack([(i + 1) % n, i])], dim=1)
-
-
-def sbm_task(features: bool = True, n: int = 200):
-    return LinkPredictionTask(make_sbm(num_nodes=n, num_blocks=4, p_in=0.2, p_out=0.01, seed=0), split_seed=0,
-                              features=features)
 
 
 def test_edge_masking_splits_the_directed_edges():

@@ -9,15 +9,14 @@ import torch
 import torch.nn.functional as F
 
 from conftest import require_files
-from helpers import compose_cfg
+from helpers import compose_cfg, sbm_task
 from vgae_toolkit.builders import build_model
-from vgae_toolkit.data.graphs import make_sbm
 from vgae_toolkit.errors import ConfigError
 from vgae_toolkit.models.s2gae import S2GAE, CrossLayerDecoder, mask_undirected_edges
 from vgae_toolkit.registry import BUILDERS
 from vgae_toolkit.run import run
 from vgae_toolkit.schema import validate
-from vgae_toolkit.tasks.link import LinkPredictionTask, normalized_adjacency
+from vgae_toolkit.tasks.link import normalized_adjacency
 from vgae_toolkit.trainer import Trainer
 
 
@@ -27,11 +26,6 @@ def keys(edge_index: torch.Tensor, n: int) -> set[int]:
 
 def both(edge_index: torch.Tensor, n: int) -> set[int]:
     return keys(edge_index, n) | keys(edge_index.flip(0), n)
-
-
-def sbm_task(features: bool = True, n: int = 200):
-    return LinkPredictionTask(make_sbm(num_nodes=n, num_blocks=4, p_in=0.2, p_out=0.01, seed=0), split_seed=0,
-                              features=features)
 
 
 def test_mask_hides_a_fixed_share_of_undirected_edges():

@@ -113,6 +113,24 @@ class DegreeDecoder(nn.Module):
         return self.mlp(z).squeeze(-1)
 
 
+def masked_edge_bce(decoder, codes, masked: Tensor, neg: Tensor, neg_ordered: bool) -> Tensor:
+    """The masked auto-encoders' loss: mean BCE of the masked edges (label 1) plus mean BCE of as many of the
+    batch's negatives (label 0, a uniform subset of them), all scored by ``decoder(codes, pairs)`` in one pass.
+
+    Args:
+        masked (Tensor): the masked edges ``[2, M]``.
+        neg (Tensor): the batch's negatives ``[2, Q]``, ``Q >= M`` (the first ``M`` are a uniform subset
+            unless ``neg_ordered``, whose order is by first node: then ``M`` drawn at random).
+    """
+    if neg.size(1) > masked.size(1):  # as many negatives as masked edges, a uniform subset
+        neg = neg[:, torch.randperm(neg.size(1), device=neg.device)[: masked.size(1)]] if neg_ordered \
+            else neg[:, : masked.size(1)]
+    logits = decoder(codes, torch.cat([masked, neg], dim=1))  # one pass over both
+    pos_logits, neg_logits = logits[: masked.size(1)], logits[masked.size(1):]
+    # binary cross-entropy: -log sigma(l) = softplus(-l) on the masked edges, softplus(l) on negatives
+    return F.softplus(-pos_logits).mean() + F.softplus(neg_logits).mean()
+
+
 class MaskGAE(nn.Module):
     """MaskGAE: mask, encode the visible graph, decode the masked edges (and the degrees).
 
@@ -198,14 +216,7 @@ class MaskGAE(nn.Module):
         n = batch.num_nodes
         visible, masked = self.split_edges(batch.edge_index, n)
         z = self.encode(batch, visible_adjacency(visible, n)).mu
-        neg = batch.neg
-        if neg.size(1) > masked.size(1):  # as many negatives as masked edges, a uniform subset
-            neg = neg[:, torch.randperm(neg.size(1), device=neg.device)[: masked.size(1)]] if batch.neg_ordered \
-                else neg[:, : masked.size(1)]
-        logits = self.decoder(z, torch.cat([masked, neg], dim=1))  # one pass over both
-        pos_logits, neg_logits = logits[: masked.size(1)], logits[masked.size(1):]
-        # binary cross-entropy: -log sigma(l) = softplus(-l) on the masked edges, softplus(l) on negatives
-        recon = F.softplus(-pos_logits).mean() + F.softplus(neg_logits).mean()
+        recon = masked_edge_bce(self.decoder, z, masked, batch.neg, batch.neg_ordered)
         out = {"loss": recon, "recon": recon}
         if self.degree_decoder is not None:
             degree = torch.bincount(masked[1], minlength=n).to(z.dtype)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from vgae_toolkit.errors import ConfigError
 from vgae_toolkit.models.gcn import GCNLayer
 from vgae_toolkit.models.latent import Posterior
-from vgae_toolkit.models.maskgae import visible_adjacency
+from vgae_toolkit.models.maskgae import masked_edge_bce, visible_adjacency
 from vgae_toolkit.ops.hadamard import MaskDropout
 from vgae_toolkit.ops.sparse import SparseMatrix
 
@@ -158,14 +158,7 @@ class S2GAE(nn.Module):
             raise ValueError("model=s2gae needs negatives in the batch")
         visible, masked = mask_undirected_edges(batch.pos, self.mask_ratio)
         hs = self.layer_codes(batch, visible_adjacency(visible, batch.num_nodes))
-        neg = batch.neg
-        if neg.size(1) > masked.size(1):  # as many negatives as masked edges, a uniform subset
-            neg = neg[:, torch.randperm(neg.size(1), device=neg.device)[: masked.size(1)]] if batch.neg_ordered \
-                else neg[:, : masked.size(1)]
-        logits = self.decoder(hs, torch.cat([masked, neg], dim=1))  # one pass over both
-        pos_logits, neg_logits = logits[: masked.size(1)], logits[masked.size(1):]
-        # binary cross-entropy: -log sigma(l) = softplus(-l) on the masked edges, softplus(l) on negatives
-        recon = F.softplus(-pos_logits).mean() + F.softplus(neg_logits).mean()
+        recon = masked_edge_bce(self.decoder, hs, masked, batch.neg, batch.neg_ordered)
         return {"loss": recon, "recon": recon}
 
     @torch.no_grad()
