@@ -113,6 +113,17 @@ class DegreeDecoder(nn.Module):
         return self.mlp(z).squeeze(-1)
 
 
+def check_masking_batch(batch, model: str) -> None:
+    """What a masking model (``model=<model>``) needs of its training batch: one process (its masks are
+    drawn per process), unweighted edges, and negatives."""
+    if batch.part[1] > 1:
+        raise ConfigError(f"model={model} trains in one process (its masks are drawn per process)")
+    if batch.edge_weight is not None:
+        raise ConfigError(f"model={model} masks unweighted edges; the graph has edge weights (drop them)")
+    if batch.neg is None:
+        raise ValueError(f"model={model} needs negatives in the batch")
+
+
 def masked_edge_bce(decoder, codes, masked: Tensor, neg: Tensor, neg_ordered: bool) -> Tensor:
     """The masked auto-encoders' loss: mean BCE of the masked edges (label 1) plus mean BCE of as many of the
     batch's negatives (label 0, a uniform subset of them), all scored by ``decoder(codes, pairs)`` in one pass.
@@ -207,12 +218,7 @@ class MaskGAE(nn.Module):
         return Posterior(self.encoder(batch.x, batch.adj if adj is None else adj))
 
     def loss(self, batch) -> dict[str, Tensor]:
-        if batch.part[1] > 1:
-            raise ConfigError("model=maskgae trains in one process (its masks are drawn per process)")
-        if batch.edge_weight is not None:
-            raise ConfigError("model=maskgae masks unweighted edges; the graph has edge weights (drop them)")
-        if batch.neg is None:
-            raise ValueError("model=maskgae needs negatives in the batch")
+        check_masking_batch(batch, "maskgae")
         n = batch.num_nodes
         visible, masked = self.split_edges(batch.edge_index, n)
         z = self.encode(batch, visible_adjacency(visible, n)).mu

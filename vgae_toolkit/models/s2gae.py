@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from vgae_toolkit.errors import ConfigError
 from vgae_toolkit.models.gcn import GCNLayer
 from vgae_toolkit.models.latent import Posterior
-from vgae_toolkit.models.maskgae import masked_edge_bce, visible_adjacency
+from vgae_toolkit.models.maskgae import check_masking_batch, masked_edge_bce, visible_adjacency
 from vgae_toolkit.ops.hadamard import MaskDropout
 from vgae_toolkit.ops.sparse import SparseMatrix
 
@@ -150,12 +150,7 @@ class S2GAE(nn.Module):
         return Posterior(torch.cat(self.layer_codes(batch, adj), dim=1))
 
     def loss(self, batch) -> dict[str, Tensor]:
-        if batch.part[1] > 1:
-            raise ConfigError("model=s2gae trains in one process (its masks are drawn per process)")
-        if batch.edge_weight is not None:
-            raise ConfigError("model=s2gae masks unweighted edges; the graph has edge weights (drop them)")
-        if batch.neg is None:
-            raise ValueError("model=s2gae needs negatives in the batch")
+        check_masking_batch(batch, "s2gae")
         visible, masked = mask_undirected_edges(batch.pos, self.mask_ratio)
         hs = self.layer_codes(batch, visible_adjacency(visible, batch.num_nodes))
         recon = masked_edge_bce(self.decoder, hs, masked, batch.neg, batch.neg_ordered)
