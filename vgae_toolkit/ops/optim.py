@@ -4,8 +4,8 @@ A full-graph epoch of a small GAE takes about 2 ms, and ``Adam(fused=True).step(
 its time in Python (grouping tensors by device, profiler labels, hooks, the state dictionary) around
 one kernel call over a handful of weights. :class:`FusedAdam` makes that kernel call directly when
 nothing else is needed: one parameter group of CPU or CUDA floating-point weights that all have a
-gradient, no closure, no AMSGrad, no gradient scaling (step hooks run as for any optimiser). The kernel and its arguments are
-the ones ``torch.optim.Adam(fused=True)`` passes, so the weights and the optimiser's state are the
+gradient, no closure, no AMSGrad, no gradient scaling (step hooks run as for any optimiser). The kernel
+and its arguments are the ones ``torch.optim.Adam(fused=True)`` passes, so the weights and the optimiser's state are the
 same, bit for bit (tested); any other case, and a torch without the kernel, takes ``Adam.step``.
 """
 from __future__ import annotations
@@ -54,14 +54,12 @@ class FusedAdam(torch.optim.Adam):
                 or group.get("decoupled_weight_decay") or not group["fused"] or torch.is_tensor(group["lr"])):
             return None
         params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
-        device = None
+        first = group["params"][0] if group["params"] else None
         for p in group["params"]:
             state = self.state.get(p)
             if p.grad is None or p.grad.is_sparse or not state or p.grad.dtype != p.dtype:
                 return None
-            if device is None:
-                device = p.device
-            if p.device != device or p.dtype != group["params"][0].dtype:
+            if p.device != first.device or p.dtype != first.dtype:
                 return None  # the kernel takes one device and dtype at a time
             params.append(p)
             grads.append(p.grad)
