@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from vgae_toolkit.models.decoders import HadamardMLPDecoder
 from vgae_toolkit.ops import hadamard
-from vgae_toolkit.ops.hadamard import hadamard_mlp, keep_mask
+from vgae_toolkit.ops.hadamard import cross_layer_mlp, hadamard_mlp, keep_mask
 
 
 def reference(z, pairs, w1, b1, w2, b2, mask=None, scale=1.0):
@@ -95,3 +95,58 @@ def test_mask_dropout_is_dropout():
     drop.eval()
     assert drop(x) is x
     assert not MaskDropout(1.0).train()(x).any()
+
+
+def cross_reference(codes, pairs, w1, b1, w2, b2, mask=None, scale=1.0):
+    a, b = codes[pairs[0]], codes[pairs[1]]  # [P, K, d]
+    h = F.relu(F.linear((a.unsqueeze(2) * b.unsqueeze(1)).flatten(1), w1, b1))
+    if mask is not None:
+        h = h * mask * scale
+    return F.linear(h, w2, b2).squeeze(-1)
+
+
+@pytest.mark.parametrize("chunk", [3, 4096])
+@pytest.mark.parametrize("with_mask", [False, True])
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_cross_layer_values_and_gradients_match_autograd(monkeypatch, chunk, with_mask, layers):
+    monkeypatch.setattr(hadamard, "CHUNK", chunk)  # several chunks, and a ragged last one
+    g = torch.Generator().manual_seed(layers)
+    codes = torch.randn(9, layers, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    pairs = torch.randint(0, 9, (2, 14), generator=g)
+    pairs[:, 0] = torch.tensor([2, 2])  # a pair of a node with itself, and repeated nodes
+    w = params(d=layers * layers * 4, h=5, seed=layers)
+    mask = torch.rand(14, 5, generator=g) < 0.6 if with_mask else None
+    ours = cross_layer_mlp(codes, pairs, *w, dropout=0.4 if with_mask else 0.0, training=True, mask=mask)
+    ref = cross_reference(codes, pairs, *w, mask=mask, scale=1 / 0.6)
+    torch.testing.assert_close(ours, ref)
+    weights = torch.randn(14, generator=g, dtype=torch.float64)
+    grads = torch.autograd.grad((ours * weights).sum(), [codes, *w])
+    ref_grads = torch.autograd.grad((ref * weights).sum(), [codes, *w])
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b)
+    with torch.no_grad():  # scoring: no activations kept, the same logits
+        torch.testing.assert_close(cross_layer_mlp(codes, pairs, *w), cross_reference(codes, pairs, *w))
+
+
+def test_cross_layer_gradcheck():
+    g = torch.Generator().manual_seed(4)
+    codes = torch.randn(5, 2, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    pairs = torch.randint(0, 5, (2, 7), generator=g)
+    w = params(d=12, h=4, seed=5)
+    mask = torch.rand(7, 4, generator=g) < 0.5
+    assert torch.autograd.gradcheck(lambda *t: cross_layer_mlp(t[0], pairs, *t[1:], dropout=0.5, training=True,
+                                                               mask=mask), (codes, *w))
+
+
+def test_cross_layer_decoder_draws_its_dropout_as_its_layers_would():
+    from vgae_toolkit.models.s2gae import CrossLayerDecoder
+    torch.manual_seed(0)
+    dec = CrossLayerDecoder(latent=4, layers=2, hidden=[6], dropout=0.5).train()
+    hs, pairs = [torch.randn(8, 4) for _ in range(2)], torch.randint(0, 8, (2, 20))
+    stacked = torch.stack(hs, dim=1)
+    torch.manual_seed(5)
+    ours = dec(hs, pairs)  # the kernel
+    torch.manual_seed(5)
+    layers = dec.mlp((stacked[pairs[0]].unsqueeze(2) * stacked[pairs[1]].unsqueeze(1)).flatten(1)).squeeze(-1)
+    torch.testing.assert_close(ours, layers)  # the same mask after the ReLU, the same scale
+    assert not torch.equal(dec(hs, pairs), dec(hs, pairs))  # fresh masks each call

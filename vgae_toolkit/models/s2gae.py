@@ -14,14 +14,13 @@ Scoring encodes the whole training graph, never a held-out edge.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vgae_toolkit.errors import ConfigError
 from vgae_toolkit.models.gcn import GCNLayer
 from vgae_toolkit.models.latent import Posterior
 from vgae_toolkit.models.maskgae import check_masking_batch, masked_edge_bce, visible_adjacency
-from vgae_toolkit.ops.hadamard import MaskDropout
+from vgae_toolkit.ops.hadamard import MaskDropout, cross_layer_mlp
 from vgae_toolkit.ops.sparse import SparseMatrix
 
 
@@ -61,7 +60,7 @@ class LayerwiseGCNEncoder(nn.Module):
             raise ConfigError("model.layers and model.hidden must be at least 1")
         widths = [num_nodes if in_channels is None else in_channels] + [hidden] * layers
         self.convs = nn.ModuleList(GCNLayer(a, b, bias) for a, b in zip(widths, widths[1:]))
-        self.dropout = dropout
+        self.dropout = MaskDropout(dropout)  # nn.Dropout's distribution, a cheaper mask on the CPU
 
     def forward(self, x: Tensor | SparseMatrix | None, adj: SparseMatrix) -> list[Tensor]:
         outputs, h = [], x
@@ -69,7 +68,7 @@ class LayerwiseGCNEncoder(nn.Module):
             h = conv(h, adj).relu_()  # [num_nodes, hidden]
             if i < len(self.convs) - 1:
                 # the decoder reads the hidden layer after its dropout, as the authors' encoder hands it on
-                h = F.dropout(h, self.dropout, self.training)
+                h = self.dropout(h)
             outputs.append(h)
         return outputs
 
@@ -102,6 +101,10 @@ class CrossLayerDecoder(nn.Module):
         if len(hs) != self.layers:
             raise ValueError(f"the decoder takes {self.layers} layers of codes, got {len(hs)}")
         stacked = torch.stack(hs, dim=1)  # [num_nodes, K, d]
+        if len(self.mlp) == 4:  # one hidden layer: the same function in cache-sized chunks (ops.hadamard)
+            first, drop, last = self.mlp[0], self.mlp[2], self.mlp[3]
+            return cross_layer_mlp(stacked, pairs, first.weight, first.bias, last.weight, last.bias, drop.p,
+                                   self.training)
         src, dst = stacked.index_select(0, pairs[0]), stacked.index_select(0, pairs[1])  # [P, K, d]
         cross = src.unsqueeze(2) * dst.unsqueeze(1)  # [P, K, K, d]: entry (k, l) is h_i^(k) * h_j^(l)
         return self.mlp(cross.flatten(1)).squeeze(-1)

@@ -7,9 +7,12 @@ through memory a dozen times. Here the pairs go through in chunks small enough t
 forward pass keeps only the hidden activations ``[P, h]`` and the dropout mask (one byte per
 entry), and the backward pass gathers the rows again.
 
-The dropout mask keeps each entry with probability ``1 - p`` from 32 random bits per entry (drawn as
-64-bit words, two entries per word), a few times cheaper than ``bernoulli_`` on the CPU; the kept
-probability differs from ``1 - p`` by less than 2^-32. Tested against autograd through the layers.
+The dropout mask keeps each entry with probability ``1 - p`` from 16 random bits per entry (drawn as
+64-bit words, four entries per word), many times cheaper than ``bernoulli_`` on the CPU; the kept
+probability differs from ``1 - p`` by at most 2^-17. Tested against autograd through the layers.
+
+S2GAE's cross-layer decoder (:func:`cross_layer_mlp`) goes through the same way: the K^2 products of a
+chunk's layer codes are formed in cache, and only the hidden activations are kept for the backward pass.
 """
 from __future__ import annotations
 
@@ -22,14 +25,14 @@ CHUNK = 2048  # pairs per chunk on the CPU: a [chunk, 128] float block is 1 MB
 def keep_mask(rows: int, cols: int, keep: float, device: torch.device | str = "cpu",
               out: Tensor | None = None) -> Tensor:
     """A ``[rows, cols]`` bool tensor (or ``out``), each entry true (kept) with probability ``keep``
-    (to within 2^-32)."""
+    (to within 2^-17)."""
     count = rows * cols
     out = torch.empty(rows, cols, dtype=torch.bool, device=device) if out is None else out
-    threshold = round(keep * (1 << 32)) - (1 << 31)  # int32 draws below it: probability keep
-    if threshold >= 1 << 31:  # keep = 1 (the threshold is past every int32)
+    threshold = round(keep * (1 << 16)) - (1 << 15)  # int16 draws below it: probability keep
+    if threshold >= 1 << 15:  # keep = 1 (the threshold is past every int16)
         return out.fill_(True)
-    words = torch.randint(-(1 << 63), (1 << 63) - 1, ((count + 1) // 2,), dtype=torch.int64, device=device)
-    return torch.lt(words.view(torch.int32)[:count].view(rows, cols), threshold, out=out)
+    words = torch.randint(-(1 << 63), (1 << 63) - 1, ((count + 3) // 4,), dtype=torch.int64, device=device)
+    return torch.lt(words.view(torch.int16)[:count].view(rows, cols), threshold, out=out)
 
 
 def _multiplier(mask: Tensor, dtype: torch.dtype) -> Tensor:
@@ -37,9 +40,10 @@ def _multiplier(mask: Tensor, dtype: torch.dtype) -> Tensor:
     return mask.view(torch.uint8).to(dtype)
 
 
-def _spans(size: int, device: torch.device) -> list[slice]:
-    """Chunks of pairs: cache-sized on the CPU, all at once on an accelerator."""
-    step = CHUNK if device.type == "cpu" else max(size, 1)
+def _spans(size: int, device: torch.device, width: int = 128) -> list[slice]:
+    """Chunks of pairs: cache-sized on the CPU (``CHUNK`` pairs of 128 floats, fewer of wider rows), all at
+    once on an accelerator."""
+    step = max(1, CHUNK * 128 // max(width, 128)) if device.type == "cpu" else max(size, 1)
     return [slice(a, a + step) for a in range(0, size, step)]
 
 
@@ -62,10 +66,8 @@ class _HadamardMLP(torch.autograd.Function):
                 if draw:
                     keep_mask(x.size(0), x.size(1), keep, out=mask[c])
                 x.mul_(_multiplier(mask[c], x.dtype))
-            h = torch.addmm(b1, x, w1_t, alpha=scale)  # [chunk, h]
+            h = torch.addmm(b1, x, w1_t, alpha=scale, out=None if hidden is None else hidden[c])  # [chunk, h]
             h.clamp_min_(0)  # the ReLU
-            if hidden is not None:
-                hidden[c] = h
             torch.addmv(b2, h, w2_row, out=out[c])
         ctx.save_for_backward(z, pairs, w1, w2, hidden, mask)
         ctx.scale = scale
@@ -95,8 +97,10 @@ class _HadamardMLP(torch.autograd.Function):
                 gx = torch.mm(gh, w1_scaled)  # [chunk, d]
                 if keep is not None:
                     gx.mul_(keep)
-                grad_z.index_add_(0, i, zj.mul_(gx))
-                grad_z.index_add_(0, j, zi.mul_(gx))
+                both = gx.new_empty(2 * gx.size(0), gx.size(1))  # the rows of i, then of j: one scatter
+                torch.mul(zj, gx, out=both[: gx.size(0)])
+                torch.mul(zi, gx, out=both[gx.size(0):])
+                grad_z.index_add_(0, pairs[:, c].reshape(-1), both)
         return grad_z, None, grad_w1, grad_b1, grad_w2, grad_b2, None, None
 
 
@@ -115,8 +119,62 @@ def hadamard_mlp(z: Tensor, pairs: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b
     return _HadamardMLP.apply(z, pairs, w1, b1, w2, b2, mask if drop else None, 1.0 - dropout if drop else None)
 
 
+class _CrossLayerMLP(torch.autograd.Function):
+    """S2GAE's decoder with one hidden layer: ``w2 · dropout(relu(W1 x + b1)) + b2`` on the K^2 products
+    ``x = [h_i^(k) * h_j^(l)]_(k, l)`` of the stacked layer codes ``[N, K, d]``, chunk by chunk.
+
+    The forward pass keeps only the hidden activations with the dropped entries zeroed ``[P, h]`` (the
+    dropout's scale is applied in the output layer): where an entry is positive, it was kept and its ReLU
+    was active, so the backward pass needs no separate mask."""
+
+    @staticmethod
+    def forward(ctx, codes: Tensor, pairs: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor,
+                mask: Tensor | None, keep: float | None) -> Tensor:
+        num, layers = pairs.size(1), codes.size(1)
+        scale = 1.0 if keep is None else 1.0 / keep
+        out = codes.new_empty(num)
+        hidden = codes.new_empty(num, w1.size(0)) if any(ctx.needs_input_grad) else None
+        w1_t, w2_row = w1.t(), w2[0]
+        for c in _spans(num, codes.device, w1.size(1)):
+            a, b = codes.index_select(0, pairs[0, c]), codes.index_select(0, pairs[1, c])  # [chunk, K, d]
+            x = (a.unsqueeze(2) * b.unsqueeze(1)).flatten(1)  # [chunk, K * K * d], k-major
+            h = torch.addmm(b1, x, w1_t, out=None if hidden is None else hidden[c]).clamp_min_(0)
+            if keep is not None:
+                m = keep_mask(h.size(0), h.size(1), keep, h.device) if mask is None else mask[c]
+                h.mul_(_multiplier(m, h.dtype))
+            torch.addmv(b2, h, w2_row, alpha=scale, out=out[c])  # the dropout's scale
+        ctx.save_for_backward(codes, pairs, w1, w2, hidden)
+        ctx.layers, ctx.scale = layers, scale
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        codes, pairs, w1, w2, hidden = ctx.saved_tensors
+        layers = ctx.layers
+        grad_codes = torch.zeros_like(codes) if ctx.needs_input_grad[0] else None
+        grad_w1, grad_b1 = torch.zeros_like(w1), w1.new_zeros(w1.size(0))
+        grad_w2, grad_b2 = torch.zeros_like(w2), grad.sum().reshape(1)
+        w2_row, w2_scaled = w2[0], w2[0] * ctx.scale  # the dropout's scale, where an entry was kept
+        for c in _spans(pairs.size(1), codes.device, w1.size(1)):
+            i, j, g = pairs[0, c], pairs[1, c], grad[c]
+            r = hidden[c]  # relu(W1 x + b1) where kept, else 0: positive exactly where kept and active
+            grad_w2[0].addmv_(r.t(), g, alpha=ctx.scale)
+            gh = torch.ops.aten.threshold_backward(torch.outer(g, w2_scaled), r, 0)  # [chunk, h]: w2, mask, ReLU
+            grad_b1.add_(gh.sum(0))
+            a, b = codes.index_select(0, i), codes.index_select(0, j)  # [chunk, K, d]
+            x = (a.unsqueeze(2) * b.unsqueeze(1)).flatten(1)
+            grad_w1.addmm_(gh.t(), x)
+            if grad_codes is not None:
+                gx = torch.mm(gh, w1).view(-1, layers, layers, codes.size(2))  # [chunk, K, K, d]
+                grad_a = (gx * b.unsqueeze(1)).sum(2)  # sum over l of g_(k, l) * h_j^(l)
+                grad_b = (gx * a.unsqueeze(2)).sum(1)  # sum over k of g_(k, l) * h_i^(k)
+                grad_codes.index_add_(0, i, grad_a)
+                grad_codes.index_add_(0, j, grad_b)
+        return grad_codes, None, grad_w1, grad_b1, grad_w2, grad_b2, None, None
+
+
 class MaskDropout(nn.Dropout):
-    """``nn.Dropout`` with its mask from :func:`keep_mask`: the same distribution (to within 2^-32) at a
+    """``nn.Dropout`` with its mask from :func:`keep_mask`: the same distribution (to within 2^-17) at a
     fraction of ``bernoulli_``'s cost on the CPU; no parameters, so state dicts are unchanged."""
 
     def forward(self, x: Tensor) -> Tensor:
@@ -125,3 +183,19 @@ class MaskDropout(nn.Dropout):
         keep = keep_mask(x.numel() // max(x.size(-1), 1), x.size(-1), 1.0 - self.p, x.device).view(x.shape)
         multiplier = _multiplier(keep, x.dtype)
         return x * (multiplier.mul_(1.0 / (1.0 - self.p)) if self.p < 1 else multiplier)
+
+
+def cross_layer_mlp(codes: Tensor, pairs: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor,
+                    dropout: float = 0.0, training: bool = False, mask: Tensor | None = None) -> Tensor:
+    """Logits ``w2 · dropout(relu(W1 x + b1)) + b2`` of ``pairs`` ``[2, P]``, ``x`` the K^2 products
+    ``h_i^(k) * h_j^(l)`` (k-major) of the layer codes ``codes`` ``[N, K, d]``: ``[P]`` (S2GAE's decoder
+    with one hidden layer).
+
+    Args:
+        w1, b1 (Tensor): the hidden layer, ``[h, K * K * d]`` and ``[h]``.
+        w2, b2 (Tensor): the output layer, ``[1, h]`` and ``[1]``.
+        dropout (float): dropout probability after the hidden layer's ReLU, applied when ``training``.
+        mask (Tensor, optional): that dropout's mask ``[P, h]`` (bool), true where kept; drawn here when not given.
+    """
+    drop = training and dropout > 0
+    return _CrossLayerMLP.apply(codes, pairs, w1, b1, w2, b2, mask if drop else None, 1.0 - dropout if drop else None)
