@@ -61,3 +61,43 @@ def test_gat_encoder_without_features_and_with_attention_dropout_in_eval():
     plain[1].load_state_dict(encoder.convs[1].state_dict())
     expected = plain[1](F.relu(plain[0](encoder.embedding, graph.edge_index)), graph.edge_index)
     torch.testing.assert_close(encoder(None, graph.edge_index), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("sparse,kwargs", [(True, {}), (False, {}), (True, {"root_weight": False}),
+                                           (False, {"normalize": True, "bias": False})])
+def test_sage_encoder_equals_sageconv_layers(sparse, kwargs):
+    from torch_geometric.nn import SAGEConv
+
+    graph = make_sbm(num_nodes=120, num_blocks=3, p_in=0.1, p_out=0.01, num_features=30, seed=2)
+    x = (graph.x > 1.5).float() if sparse else graph.x
+    # a repeated edge, a self-loop, and node 119 left without in-edges
+    edge_index = torch.cat([graph.edge_index, torch.tensor([[3, 3, 5], [7, 7, 5]])], dim=1)
+    edge_index = edge_index[:, edge_index[1] != 119]
+    torch.manual_seed(0)
+    encoder = MessagePassingEncoder(in_channels=30, num_nodes=120, conv="SAGEConv", hidden=8, latent=4,
+                                    variational=True, conv_kwargs=kwargs)
+    assert all(encoder.averaged)
+    plain = [SAGEConv(30, 8, **kwargs), SAGEConv(8, 8, **kwargs)]
+    for mine, other in zip(encoder.convs, plain):
+        other.load_state_dict(mine.state_dict())
+    ours = encoder(x, edge_index)
+    theirs = plain[1](F.relu(plain[0](x, edge_index)), edge_index)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+    assert (encoder._features[2] is not None) is sparse  # bag-of-words features: the sparse product
+    weights = torch.randn_like(ours)
+    (ours * weights).sum().backward()
+    (theirs * weights).sum().backward()
+    mine = dict(encoder.convs.named_parameters())
+    for k, layer in enumerate(plain):
+        for name, other in layer.named_parameters():
+            torch.testing.assert_close(mine[f"{k}.{name}"].grad, other.grad, rtol=1e-4, atol=1e-5, msg=name)
+    again = encoder(x, edge_index)  # the cached averaging matrix serves the next call
+    torch.testing.assert_close(again, ours.detach(), rtol=0, atol=0)
+    assert copy.deepcopy(encoder)._mean is None  # caches are not copied with the module
+
+
+def test_sage_with_max_aggregation_keeps_the_layer():
+    encoder = MessagePassingEncoder(in_channels=5, num_nodes=10, conv="SAGEConv", conv_kwargs={"aggr": "max"})
+    assert not any(encoder.averaged)
+    out = encoder(torch.randn(10, 5), torch.tensor([[0, 1, 2], [1, 2, 0]]))
+    assert out.shape == (10, 32)

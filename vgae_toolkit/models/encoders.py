@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from vgae_toolkit.errors import ConfigError
 from vgae_toolkit.models.latent import Posterior
-from vgae_toolkit.ops.attention import (SELF_LOOP_CONVS, AttentionPlan, _feature_linear,
-                                        fused_attention, gat_forward)
+from vgae_toolkit.ops.attention import (SELF_LOOP_CONVS, AttentionPlan, _feature_linear, fused_attention,
+                                        fused_mean, gat_forward, mean_adjacency, sage_forward)
 from vgae_toolkit.ops.sparse import SparseMatrix, maybe_sparse
 
 ACTIVATIONS = {"relu": F.relu, "elu": F.elu, "prelu": None, "tanh": torch.tanh, "leaky_relu": F.leaky_relu,
@@ -55,7 +55,9 @@ class MessagePassingEncoder(nn.Module):
     ``add_self_loops=False``); sparse features (at most a quarter non-zero) are projected by the
     first layer's linear map as a sparse product; on the CPU, ``GATConv`` layers sum their attention-
     weighted neighbours as one weighted bag product per layer (:func:`gat_forward`) instead of
-    gathering and scattering ``[E, heads, C]`` messages. The parameters, their names and the
+    gathering and scattering ``[E, heads, C]`` messages; mean-aggregating ``SAGEConv`` layers apply
+    their linear map before averaging (:func:`sage_forward`: the same sums over the narrow outputs
+    instead of the wide inputs, one sparse product per layer). The parameters, their names and the
     numbers are those of the plain convolutions (up to float rounding; tested).
 
     Args:
@@ -115,7 +117,10 @@ class MessagePassingEncoder(nn.Module):
         self.sparse_features = in_channels is not None and isinstance(lin, nn.Module) and _feature_linear(lin)
         # attention layers aggregated without materialising their [E, heads, C] messages (gat_forward)
         self.fused = [self.self_loops and fused_attention(c) for c in self.convs]
+        # mean-aggregating SAGEConv layers: projected before averaging, as one sparse product (sage_forward)
+        self.averaged = [fused_mean(c) for c in self.convs]
         self._graph: tuple | None = None  # (edge_index, its version, edge_index with self-loops, AttentionPlan)
+        self._mean: tuple | None = None  # (edge_index, its version and node count, mean_adjacency)
         self._features: tuple | None = None  # (x, its version, sparse copy or None)
 
     @staticmethod
@@ -143,22 +148,29 @@ class MessagePassingEncoder(nn.Module):
         for i, conv in enumerate(self.convs):
             if i:
                 h = F.dropout(h, self.dropout, self.training)
-            sparse = self._sparse_copy(h) if i == 0 and self.sparse_features else None
-            if sparse is not None:
-                conv.lin.sparse_input = (h, sparse)
-            try:
-                if self.fused[i] and edge_weight is None and h.device.type == "cpu":
-                    h = gat_forward(conv, h, self._graph[3])  # the plan _with_self_loops made for edge_index
-                else:
-                    h = conv(h, edge_index, edge_weight) if edge_weight is not None else conv(h, edge_index)
-            finally:
-                if sparse is not None:
-                    conv.lin.sparse_input = None
+            h = self._layer(i, conv, h, edge_index, edge_weight)
             if i < len(self.convs) - 1:
                 if self.norms is not None:
                     h = self.norms[i](h)
                 h = self.acts[i](h) if self.acts is not None else self.activation(h)
         return h  # [num_nodes, latent] or [num_nodes, 2 * latent]
+
+    def _layer(self, i: int, conv: nn.Module, h: Tensor, edge_index: Tensor, edge_weight: Tensor | None) -> Tensor:
+        """Convolution ``i`` in its cheapest exact form: projected before averaging (SAGE), the attention sum
+        as one bag product (GAT on the CPU), sparse features as a sparse product, else the layer itself."""
+        if self.averaged[i]:  # SAGEConv takes no edge weights (refused in forward)
+            sparse = self._sparse_copy(h) if i == 0 else None
+            return sage_forward(conv, h, self._mean_adjacency(edge_index, h.size(0), conv.lin_l.weight.dtype), sparse)
+        sparse = self._sparse_copy(h) if i == 0 and self.sparse_features else None
+        if sparse is not None:
+            conv.lin.sparse_input = (h, sparse)
+        try:
+            if self.fused[i] and edge_weight is None and h.device.type == "cpu":
+                return gat_forward(conv, h, self._graph[3])  # the plan _with_self_loops made for edge_index
+            return conv(h, edge_index, edge_weight) if edge_weight is not None else conv(h, edge_index)
+        finally:
+            if sparse is not None:
+                conv.lin.sparse_input = None
 
     def _with_self_loops(self, edge_index: Tensor, num_nodes: int) -> Tensor:
         """``edge_index`` without its self-loops, then with one per node: what the convolutions did per call."""
@@ -174,6 +186,13 @@ class MessagePassingEncoder(nn.Module):
         self._graph = (edge_index, (edge_index._version, num_nodes), looped, plan)
         return looped
 
+    def _mean_adjacency(self, edge_index: Tensor, num_nodes: int, dtype: torch.dtype) -> SparseMatrix:
+        """:func:`mean_adjacency` of ``edge_index``, built once per graph."""
+        key = (edge_index._version, num_nodes, dtype, edge_index.device)
+        if self._mean is None or self._mean[0] is not edge_index or self._mean[1] != key:
+            self._mean = (edge_index, key, mean_adjacency(edge_index, num_nodes, dtype))
+        return self._mean[2]
+
     def _sparse_copy(self, x: Tensor) -> SparseMatrix | None:
         """A sparse copy of constant CPU features with at most a quarter non-zero (``None``: multiply densely)."""
         if x.requires_grad or x.device.type != "cpu" or x.layout != torch.strided or x.dim() != 2:
@@ -186,7 +205,7 @@ class MessagePassingEncoder(nn.Module):
 
     def __getstate__(self) -> dict:
         # the caches hold the graph and features of the last call: rebuilt on demand, never saved
-        return {**super().__getstate__(), "_graph": None, "_features": None}
+        return {**super().__getstate__(), "_graph": None, "_features": None, "_mean": None}
 
 
 def to_posterior(out: Tensor | tuple | Posterior, variational: bool) -> Posterior:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn.dense.linear import Linear
 
-from vgae_toolkit.ops.sparse import SparseMatrix
+from vgae_toolkit.ops.sparse import SparseMatrix, to_csr
 
 
 # Convolutions that remove and re-add every node's self-loop on each call unless built with
@@ -146,3 +146,45 @@ def gat_forward(conv: nn.Module, x: Tensor, plan: AttentionPlan) -> Tensor:
     if res is not None:
         out = out + res
     return out if conv.bias is None else out + conv.bias
+
+
+def fused_mean(conv: nn.Module) -> bool:
+    """Whether :func:`sage_forward` computes ``conv``: a plain ``SAGEConv`` with mean aggregation and no
+    projection, whose linear maps are built (not lazy)."""
+    from torch_geometric.nn import SAGEConv
+    from torch_geometric.nn.aggr import MeanAggregation
+
+    return (type(conv) is SAGEConv and isinstance(conv.aggr_module, MeanAggregation) and not conv.project
+            and conv.lin_l.in_channels > 0)
+
+
+def mean_adjacency(edge_index: Tensor, num_nodes: int, dtype: torch.dtype = torch.float32) -> SparseMatrix:
+    """The ``[N, N]`` matrix whose row i averages the sources of the edges into i (``SAGEConv``'s mean
+    aggregation: a repeated edge counts as often as it is given, a node without in-edges gets 0), with
+    its transpose cached for the backward pass."""
+    src, dst = edge_index[0], edge_index[1]
+    deg = torch.bincount(dst, minlength=num_nodes).clamp_min_(1).to(dtype)
+    values = deg.reciprocal().index_select(0, dst)
+    shape = (num_nodes, num_nodes)
+    coo = torch.sparse_coo_tensor  # coalesce() sums the entries of a repeated edge
+    matrix = coo(torch.stack([dst, src]), values, shape, check_invariants=False).coalesce()
+    transposed = coo(matrix.indices().flip(0), matrix.values(), shape, check_invariants=False).coalesce()
+    return SparseMatrix(to_csr(matrix), to_csr(transposed))
+
+
+def sage_forward(conv: nn.Module, x: Tensor, mean: SparseMatrix, sparse_x: SparseMatrix | None = None) -> Tensor:
+    """``conv(x, edge_index)`` of a ``SAGEConv`` (:func:`fused_mean`) on the graph of ``mean``
+    (:func:`mean_adjacency`): ``lin_l`` applied before averaging, where it is cheaper (mean_j(x_j) W^T =
+    mean_j(x_j W^T) for a linear map), the features multiplied as ``sparse_x`` (their sparse copy) when given.
+    ``lin_l``'s bias is added after the average, so a node without in-edges gets it alone, as in the layer."""
+    weight = conv.lin_l.weight if not conv.root_weight else torch.cat([conv.lin_l.weight, conv.lin_r.weight])
+    both = sparse_x @ weight.t().contiguous() if sparse_x is not None else F.linear(x, weight)
+    width = conv.lin_l.out_channels
+    out = mean @ both[:, :width].contiguous()
+    if conv.lin_l.bias is not None:
+        out = out + conv.lin_l.bias
+    if conv.root_weight:
+        out = out + both[:, width:]
+        if conv.lin_r.bias is not None:
+            out = out + conv.lin_r.bias
+    return F.normalize(out, p=2.0, dim=-1) if conv.normalize else out
