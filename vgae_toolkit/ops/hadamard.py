@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-CHUNK = 2048  # pairs per chunk on the CPU: a [chunk, 128] float block is 1 MB
+CHUNK = 2048  # pairs per chunk and thread on the CPU: a [chunk, 128] float block is 1 MB
 
 
 def keep_mask(rows: int, cols: int, keep: float, device: torch.device | str = "cpu",
@@ -41,9 +41,11 @@ def _multiplier(mask: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 def _spans(size: int, device: torch.device, width: int = 128) -> list[slice]:
-    """Chunks of pairs: cache-sized on the CPU (``CHUNK`` pairs of 128 floats, fewer of wider rows), all at
-    once on an accelerator."""
-    step = max(1, CHUNK * 128 // max(width, 128)) if device.type == "cpu" else max(size, 1)
+    """Chunks of pairs: cache-sized on the CPU (``CHUNK`` pairs of 128 floats per thread, each thread taking
+    its share of a chunk's rows; fewer of wider rows), all at once on an accelerator."""
+    if device.type != "cpu":
+        return [slice(0, size)] if size else []
+    step = max(1, CHUNK * torch.get_num_threads() * 128 // max(width, 128))
     return [slice(a, a + step) for a in range(0, size, step)]
 
 
