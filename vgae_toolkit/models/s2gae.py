@@ -76,7 +76,8 @@ class LayerwiseGCNEncoder(nn.Module):
 class CrossLayerDecoder(nn.Module):
     """S2GAE's cross-correlation decoder (``LPDecoder`` in its ``model.py``): an MLP on the K^2 products
     h_i^(k) * h_j^(l), concatenated with k (the layer of i) varying slowest. Linear, ReLU, dropout per
-    hidden layer, then a linear output: one logit per pair. Not symmetric in i and j for K > 1.
+    hidden layer, then a linear output: one logit per pair. Not symmetric in i and j for K > 1. With one
+    hidden layer (S2GAE's) it runs as one chunked node, :func:`~vgae_toolkit.ops.hadamard.cross_layer_mlp`.
 
     Args:
         latent (int): width d of every encoder layer.
