@@ -150,3 +150,25 @@ def test_cross_layer_decoder_draws_its_dropout_as_its_layers_would():
     layers = dec.mlp((stacked[pairs[0]].unsqueeze(2) * stacked[pairs[1]].unsqueeze(1)).flatten(1)).squeeze(-1)
     torch.testing.assert_close(ours, layers)  # the same mask after the ReLU, the same scale
     assert not torch.equal(dec(hs, pairs), dec(hs, pairs))  # fresh masks each call
+
+
+@pytest.mark.parametrize("kernel", ["hadamard", "cross_layer"])
+def test_scoring_keeps_no_activations(monkeypatch, kernel):
+    kept = []
+    real_empty = torch.Tensor.new_empty
+
+    def spy(self, *size, **kwargs):  # the kernels allocate their kept activations with new_empty
+        out = real_empty(self, *size, **kwargs)
+        kept.append(tuple(out.shape))
+        return out
+
+    monkeypatch.setattr(torch.Tensor, "new_empty", spy)
+    w = [p.detach().float().requires_grad_() for p in params(d=8 if kernel == "cross_layer" else 4, h=5)]
+    z = torch.randn(6, 2, 2) if kernel == "cross_layer" else torch.randn(6, 4)
+    pairs = torch.randint(0, 6, (2, 9))
+    run = cross_layer_mlp if kernel == "cross_layer" else hadamard_mlp
+    with torch.no_grad():
+        run(z, pairs, *w)
+    assert (9, 5) not in kept  # under no_grad: logits only
+    run(z, pairs, *w).sum().backward()
+    assert (9, 5) in kept and w[0].grad is not None  # training: the hidden activations, for the backward pass

@@ -52,14 +52,14 @@ def _spans(size: int, device: torch.device, width: int = 128) -> list[slice]:
 class _HadamardMLP(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: Tensor, pairs: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor,
-                mask: Tensor | None, keep: float | None) -> Tensor:
+                mask: Tensor | None, keep: float | None, record: bool) -> Tensor:
         num = pairs.size(1)
         draw = keep is not None and mask is None
         if draw:  # drawn chunk by chunk below, while the chunk is in cache
             mask = torch.empty(num, z.size(1), dtype=torch.bool, device=z.device)
         scale = 1.0 if keep is None else 1.0 / keep
         out = z.new_empty(num)
-        hidden = z.new_empty(num, w1.size(0)) if any(ctx.needs_input_grad) else None  # kept for backward
+        hidden = z.new_empty(num, w1.size(0)) if record else None  # kept for the backward pass
         w1_t, w2_row = w1.t(), w2[0]
         for c in _spans(num, z.device):
             i, j = pairs[0, c], pairs[1, c]
@@ -103,7 +103,13 @@ class _HadamardMLP(torch.autograd.Function):
                 torch.mul(zj, gx, out=both[: gx.size(0)])
                 torch.mul(zi, gx, out=both[gx.size(0):])
                 grad_z.index_add_(0, pairs[:, c].reshape(-1), both)
-        return grad_z, None, grad_w1, grad_b1, grad_w2, grad_b2, None, None
+        return grad_z, None, grad_w1, grad_b1, grad_w2, grad_b2, None, None, None
+
+
+def _recording(*tensors: Tensor) -> bool:
+    """Whether autograd records a node for these inputs (not under ``no_grad``, some input requiring a
+    gradient): only then does a kernel keep activations for a backward pass."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def hadamard_mlp(z: Tensor, pairs: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor,
@@ -118,7 +124,8 @@ def hadamard_mlp(z: Tensor, pairs: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b
         mask (Tensor, optional): the dropout's mask ``[P, d]`` (bool), true where kept; drawn here when not given.
     """
     drop = training and dropout > 0
-    return _HadamardMLP.apply(z, pairs, w1, b1, w2, b2, mask if drop else None, 1.0 - dropout if drop else None)
+    return _HadamardMLP.apply(z, pairs, w1, b1, w2, b2, mask if drop else None, 1.0 - dropout if drop else None,
+                              _recording(z, w1, b1, w2, b2))
 
 
 class _CrossLayerMLP(torch.autograd.Function):
@@ -131,11 +138,11 @@ class _CrossLayerMLP(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, codes: Tensor, pairs: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor,
-                mask: Tensor | None, keep: float | None) -> Tensor:
+                mask: Tensor | None, keep: float | None, record: bool) -> Tensor:
         num, layers = pairs.size(1), codes.size(1)
         scale = 1.0 if keep is None else 1.0 / keep
         out = codes.new_empty(num)
-        hidden = codes.new_empty(num, w1.size(0)) if any(ctx.needs_input_grad) else None
+        hidden = codes.new_empty(num, w1.size(0)) if record else None
         w1_t, w2_row = w1.t(), w2[0]
         for c in _spans(num, codes.device, w1.size(1)):
             a, b = codes.index_select(0, pairs[0, c]), codes.index_select(0, pairs[1, c])  # [chunk, K, d]
@@ -172,7 +179,7 @@ class _CrossLayerMLP(torch.autograd.Function):
                 grad_b = (gx * a.unsqueeze(2)).sum(1)  # sum over k of g_(k, l) * h_i^(k)
                 grad_codes.index_add_(0, i, grad_a)
                 grad_codes.index_add_(0, j, grad_b)
-        return grad_codes, None, grad_w1, grad_b1, grad_w2, grad_b2, None, None
+        return grad_codes, None, grad_w1, grad_b1, grad_w2, grad_b2, None, None, None
 
 
 class MaskDropout(nn.Dropout):
@@ -200,4 +207,5 @@ def cross_layer_mlp(codes: Tensor, pairs: Tensor, w1: Tensor, b1: Tensor, w2: Te
         mask (Tensor, optional): that dropout's mask ``[P, h]`` (bool), true where kept; drawn here when not given.
     """
     drop = training and dropout > 0
-    return _CrossLayerMLP.apply(codes, pairs, w1, b1, w2, b2, mask if drop else None, 1.0 - dropout if drop else None)
+    return _CrossLayerMLP.apply(codes, pairs, w1, b1, w2, b2, mask if drop else None,
+                                1.0 - dropout if drop else None, _recording(codes, w1, b1, w2, b2))
