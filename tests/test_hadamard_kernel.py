@@ -21,6 +21,15 @@ def params(d=6, h=5, seed=0):
             for s in ((h, d), (h,), (1, h), (1,))]
 
 
+def assert_same_function(ours, ref, inputs, generator):
+    """The same logits, and the same gradients of a random weighting of them with respect to ``inputs``."""
+    torch.testing.assert_close(ours, ref)
+    weights = torch.randn(ours.shape, generator=generator, dtype=ours.dtype)
+    grads = torch.autograd.grad((ours * weights).sum(), inputs)
+    for a, b in zip(grads, torch.autograd.grad((ref * weights).sum(), inputs)):
+        torch.testing.assert_close(a, b)
+
+
 @pytest.mark.parametrize("chunk", [3, 4096])
 @pytest.mark.parametrize("with_mask", [False, True])
 def test_values_and_gradients_match_autograd(monkeypatch, chunk, with_mask):
@@ -34,23 +43,21 @@ def test_values_and_gradients_match_autograd(monkeypatch, chunk, with_mask):
     scale = 1 / 0.7 if with_mask else 1.0
     dropout = 0.3 if with_mask else 0.0
     ours = hadamard_mlp(z, pairs, *w, dropout=dropout, training=True, mask=mask)
-    ref = reference(z, pairs, *w, mask=mask, scale=scale)
-    torch.testing.assert_close(ours, ref)
-    weights = torch.randn(14, generator=g, dtype=torch.float64)
-    grads = torch.autograd.grad((ours * weights).sum(), [z, *w])
-    ref_grads = torch.autograd.grad((ref * weights).sum(), [z, *w])
-    for a, b in zip(grads, ref_grads):
-        torch.testing.assert_close(a, b)
+    assert_same_function(ours, reference(z, pairs, *w, mask=mask, scale=scale), [z, *w], g)
 
 
-def test_gradcheck():
+@pytest.mark.parametrize("kernel", ["hadamard", "cross_layer"])
+def test_gradcheck(kernel):
     g = torch.Generator().manual_seed(2)
-    z = torch.randn(5, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    cross = kernel == "cross_layer"  # its dropout acts on the hidden layer, the other's on the product
+    shape = (5, 2, 3) if cross else (5, 3)
+    z = torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
     pairs = torch.randint(0, 5, (2, 7), generator=g)
-    w = params(d=3, h=4, seed=3)
-    mask = torch.rand(7, 3, generator=g) < 0.5
-    assert torch.autograd.gradcheck(lambda *t: hadamard_mlp(t[0], pairs, *t[1:], dropout=0.5, training=True,
-                                                            mask=mask), (z, *w))
+    w = params(d=12 if cross else 3, h=4, seed=3)
+    mask = torch.rand(7, 4 if cross else 3, generator=g) < 0.5
+    run = cross_layer_mlp if cross else hadamard_mlp
+    assert torch.autograd.gradcheck(lambda *t: run(t[0], pairs, *t[1:], dropout=0.5, training=True, mask=mask),
+                                    (z, *w))
 
 
 def test_keep_mask_keeps_the_asked_share():
@@ -117,25 +124,9 @@ def test_cross_layer_values_and_gradients_match_autograd(monkeypatch, chunk, wit
     w = params(d=layers * layers * 4, h=5, seed=layers)
     mask = torch.rand(14, 5, generator=g) < 0.6 if with_mask else None
     ours = cross_layer_mlp(codes, pairs, *w, dropout=0.4 if with_mask else 0.0, training=True, mask=mask)
-    ref = cross_reference(codes, pairs, *w, mask=mask, scale=1 / 0.6)
-    torch.testing.assert_close(ours, ref)
-    weights = torch.randn(14, generator=g, dtype=torch.float64)
-    grads = torch.autograd.grad((ours * weights).sum(), [codes, *w])
-    ref_grads = torch.autograd.grad((ref * weights).sum(), [codes, *w])
-    for a, b in zip(grads, ref_grads):
-        torch.testing.assert_close(a, b)
+    assert_same_function(ours, cross_reference(codes, pairs, *w, mask=mask, scale=1 / 0.6), [codes, *w], g)
     with torch.no_grad():  # scoring: no activations kept, the same logits
         torch.testing.assert_close(cross_layer_mlp(codes, pairs, *w), cross_reference(codes, pairs, *w))
-
-
-def test_cross_layer_gradcheck():
-    g = torch.Generator().manual_seed(4)
-    codes = torch.randn(5, 2, 3, generator=g, dtype=torch.float64, requires_grad=True)
-    pairs = torch.randint(0, 5, (2, 7), generator=g)
-    w = params(d=12, h=4, seed=5)
-    mask = torch.rand(7, 4, generator=g) < 0.5
-    assert torch.autograd.gradcheck(lambda *t: cross_layer_mlp(t[0], pairs, *t[1:], dropout=0.5, training=True,
-                                                               mask=mask), (codes, *w))
 
 
 def test_cross_layer_decoder_draws_its_dropout_as_its_layers_would():
