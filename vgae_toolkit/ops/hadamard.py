@@ -163,7 +163,7 @@ class _CrossLayerMLP(torch.autograd.Function):
         grad_codes = torch.zeros_like(codes) if ctx.needs_input_grad[0] else None
         grad_w1, grad_b1 = torch.zeros_like(w1), w1.new_zeros(w1.size(0))
         grad_w2, grad_b2 = torch.zeros_like(w2), grad.sum().reshape(1)
-        w2_row, w2_scaled = w2[0], w2[0] * ctx.scale  # the dropout's scale, where an entry was kept
+        w2_scaled = w2[0] * ctx.scale  # the dropout's scale, where an entry was kept
         for c in _spans(pairs.size(1), codes.device, w1.size(1)):
             i, j, g = pairs[0, c], pairs[1, c], grad[c]
             r = hidden[c]  # relu(W1 x + b1) where kept, else 0: positive exactly where kept and active
@@ -174,11 +174,12 @@ class _CrossLayerMLP(torch.autograd.Function):
             x = (a.unsqueeze(2) * b.unsqueeze(1)).flatten(1)
             grad_w1.addmm_(gh.t(), x)
             if grad_codes is not None:
-                gx = torch.mm(gh, w1).view(-1, layers, layers, codes.size(2))  # [chunk, K, K, d]
-                grad_a = (gx * b.unsqueeze(1)).sum(2)  # sum over l of g_(k, l) * h_j^(l)
-                grad_b = (gx * a.unsqueeze(2)).sum(1)  # sum over k of g_(k, l) * h_i^(k)
-                grad_codes.index_add_(0, i, grad_a)
-                grad_codes.index_add_(0, j, grad_b)
+                n = g.size(0)
+                gx = torch.mm(gh, w1).view(n, layers, layers, codes.size(2))  # [chunk, K, K, d]
+                both = codes.new_empty(2 * n, layers, codes.size(2))  # the rows of i, then of j: one scatter
+                torch.sum(gx * b.unsqueeze(1), 2, out=both[:n])  # sum over l of g_(k, l) * h_j^(l)
+                torch.sum(gx * a.unsqueeze(2), 1, out=both[n:])  # sum over k of g_(k, l) * h_i^(k)
+                grad_codes.index_add_(0, pairs[:, c].reshape(-1), both)
         return grad_codes, None, grad_w1, grad_b1, grad_w2, grad_b2, None, None, None
 
 
