@@ -21,7 +21,7 @@ from vgae_toolkit.checkpoint import save_checkpoint
 from vgae_toolkit.errors import ConfigError, TrainingError
 from vgae_toolkit.graph_input import save_graph
 from vgae_toolkit.loggers import build_logger
-from vgae_toolkit.run_folder import folder_verdict, interrupted_state
+from vgae_toolkit.run_folder import extension_state, folder_verdict, interrupted_state
 from vgae_toolkit.plots import plot_history
 from vgae_toolkit.process import huge_pages_enabled
 from vgae_toolkit.schema import validate
@@ -29,7 +29,7 @@ from vgae_toolkit.schema import validate
 log = logging.getLogger(__name__)
 
 # Keys of a trainer config that run() itself uses: where the model and data live.
-TRAINER_RUN_KEYS = ("device", "resume")
+TRAINER_RUN_KEYS = ("device", "resume", "extend_from")
 
 
 def write_json(path: Path, payload: dict) -> None:
@@ -85,7 +85,14 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None, *, data=None, enc
         log.info("%s already holds a finished run of this config: skipped", out)
         return verdict[1]
     resume = interrupted_state(out, cfg) if ctx.is_main and cfg.trainer.get("resume", False) else None
-    resume = distributed.broadcast(resume)
+    source = cfg.trainer.get("extend_from")
+    extended = None  # a finished run continued to more epochs (trainer.extend_from): recorded in metrics.json
+    if resume is None and source and ctx.is_main:
+        source = Path(source) if Path(source).is_absolute() else out / source  # relative: to this run's folder
+        resume = extension_state(source, cfg)
+        if resume is not None:
+            extended = {"extended_from": str(source.resolve()), "extended_after_epoch": int(resume["epoch"])}
+    resume, extended = distributed.broadcast((resume, extended))
     identity = {"model": cfg.model.name, "dataset": cfg.dataset.name, "seed": int(cfg.seed)}
     start = time.perf_counter()
     built: dict = {} if objects is None else objects  # what exists so far: saved if a second signal abandons it
@@ -94,7 +101,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None, *, data=None, enc
         try:
             fit = train(cfg, ctx, out, identity, resume, built)
             if not fit.interrupted:
-                metrics = finish(cfg, ctx, out, identity, built["task"], built["model"], fit, start)
+                metrics = finish(cfg, ctx, out, identity, built["task"], built["model"], fit, start, extended)
                 if built.get("logger") is not None:
                     built["logger"].finish(metrics)
         except KeyboardInterrupt:  # asked twice: the step in progress was abandoned
@@ -143,8 +150,11 @@ def train(cfg: DictConfig, ctx: distributed.Context, out: Path, identity: dict, 
 
 
 def finish(cfg: DictConfig, ctx: distributed.Context, out: Path, identity: dict, task, model, fit,
-           start: float) -> dict:
-    """Tests the selected model and writes the run directory (rank 0); returns the metrics."""
+           start: float, extended: dict | None = None) -> dict:
+    """Tests the selected model and writes the run directory (rank 0); returns the metrics.
+
+    ``last.pt`` keeps the fit's end state, from which a run with more epochs continues (``trainer.extend_from``).
+    """
     if not ctx.is_main:  # rank 0 tests and writes for all
         return {**identity, "rank": ctx.rank, **{k: v for k, v in fit.selected.items() if k.startswith("val_")}}
     absent = task.splits_absent() if hasattr(task, "splits_absent") else []
@@ -159,6 +169,7 @@ def finish(cfg: DictConfig, ctx: distributed.Context, out: Path, identity: dict,
         **(model.describe() if hasattr(model, "describe") else {}),
         "selected_epoch": fit.selected_epoch,
         "epochs_run": fit.epochs_done,  # fewer than trainer.epochs when trainer.patience stopped the fit
+        **(extended or {}),  # the finished run this one went on from; train_seconds counts its epochs too
         "select": cfg.trainer.get("select", "last"),
         "splits_absent": absent,
         **{f"{split}_{name}": None for split in absent for name in getattr(task, "metric_names", ())},
@@ -180,7 +191,8 @@ def finish(cfg: DictConfig, ctx: distributed.Context, out: Path, identity: dict,
     task.artefacts(model, out)
     summary = {k: v for k, v in metrics.items() if k not in ("history", "config")}
     with interrupt.shielded():  # the files are written whole, whatever signal comes
-        save_checkpoint(out / "last.pt", fit.last_state or model.state_dict(), cfg, summary)
+        save_checkpoint(out / "last.pt", fit.last_state or model.state_dict(), cfg, summary,
+                        resume=getattr(fit, "resume", None))
         if fit.best_state is not None:
             save_checkpoint(out / "best.pt", fit.best_state, cfg, {**summary, "best_epoch": fit.best_epoch})
         write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run

@@ -2,8 +2,9 @@
 
 A finished run (``metrics.json`` with ``"status": "complete"``) is never overwritten by another
 config; a finished run of the same config is returned by ``skip_finished``; an interrupted run
-of the same config is continued from its ``last.pt``. Configs are compared without the keys that
-do not change a run's result (:data:`vgae_toolkit.schema.RESULT_NEUTRAL_KEYS`).
+of the same config is continued from its ``last.pt``; a finished run in another folder is extended to
+more epochs where ``trainer.extend_from`` names it. Configs are compared without the keys that do not
+change a run's result (:data:`vgae_toolkit.schema.RESULT_NEUTRAL_KEYS`).
 """
 from __future__ import annotations
 
@@ -37,16 +38,20 @@ def _flatten(node, prefix: str = "") -> dict:
     return {prefix.rstrip("."): node}
 
 
-def config_diff(old, new) -> list[str]:
-    """The keys whose values change the result, as ``"dotted.key: old -> new"``, sorted.
+def changed_keys(old, new) -> dict[str, tuple]:
+    """``{dotted key: (old value, new value)}`` for the keys whose values differ and change the result.
 
     Args:
         old, new (dict): resolved configs (``OmegaConf.to_container``); anything else counts as empty.
     """
     old, new = (_flatten(c) if isinstance(c, dict) else {} for c in (old, new))
     keys = sorted(k for k in old.keys() | new.keys() if result_key(k))
-    return [f"{k}: {old.get(k, _ABSENT)!r} -> {new.get(k, _ABSENT)!r}" for k in keys
-            if old.get(k, _ABSENT) != new.get(k, _ABSENT)]
+    return {k: (old.get(k, _ABSENT), new.get(k, _ABSENT)) for k in keys if old.get(k, _ABSENT) != new.get(k, _ABSENT)}
+
+
+def config_diff(old, new) -> list[str]:
+    """The keys whose values change the result, as ``"dotted.key: old -> new"``, sorted (see :func:`changed_keys`)."""
+    return [f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed_keys(old, new).items()]
 
 
 def folder_verdict(out: Path, cfg: DictConfig) -> tuple[str, object] | None:
@@ -87,4 +92,53 @@ def interrupted_state(out: Path, cfg: DictConfig) -> dict | None:
         log.warning("%s: the interrupted run left no state to resume from: starting afresh", out)
         return None
     log.info("%s: resuming an interrupted run after epoch %d", out, ckpt["resume"]["epoch"])
+    return {**ckpt["resume"], "model": ckpt["state_dict"]}
+
+
+# What may differ between a finished run and a run that extends it: the epoch budget, and the name the
+# model goes by (a label: zoo row ``best`` is MaskGAE edge masking with more epochs).
+EXTENDABLE_KEYS = ("trainer.epochs", "model.name")
+
+
+def extension_state(source: Path, cfg: DictConfig) -> dict | None:
+    """The end state of a finished run in ``source`` that ``cfg`` extends to more epochs, else ``None``.
+
+    ``cfg`` extends it when the two configs differ in :data:`EXTENDABLE_KEYS` alone, ``cfg`` has at
+    least the epochs of the finished run, and continuing gives the run ``cfg`` would make from the
+    start: the finished run ran all its epochs with its last one a scheduled evaluation (it was not
+    evaluated only because it was last), or patience stopped it (then the extension stops there too).
+    Otherwise the run trains from the start, and the log says why.
+    """
+    metrics = read_metrics(source)
+    if metrics is None or metrics.get("status") != "complete":
+        log.info("trainer.extend_from: %s holds no finished run: training from the first epoch", source)
+        return None
+    changed = changed_keys(metrics.get("config"), OmegaConf.to_container(cfg, resolve=True))
+    other = [f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items() if k not in EXTENDABLE_KEYS]
+    if other:
+        log.warning("trainer.extend_from: %s is a run of another config (%s): training from the first epoch",
+                    source, "; ".join(other[:6]))
+        return None
+    old_epochs, new_epochs = changed.get("trainer.epochs", (cfg.trainer.epochs, cfg.trainer.epochs))
+    done, every = metrics.get("epochs_run"), int(cfg.trainer.get("eval_every", 1))
+    stopped = isinstance(done, int) and isinstance(old_epochs, int) and done < old_epochs
+    why = None
+    if not isinstance(old_epochs, int) or old_epochs > new_epochs:
+        why = f"it ran trainer.epochs={old_epochs!r}, more than this run's {new_epochs}"
+    elif not stopped and old_epochs < new_epochs and old_epochs % every:
+        why = (f"its last epoch ({old_epochs}) was evaluated only because it was last "
+               f"(trainer.eval_every={every}), which a longer run does not do")
+    if why is not None:
+        log.warning("trainer.extend_from: %s cannot be extended (%s): training from the first epoch", source, why)
+        return None
+    try:
+        ckpt = load_checkpoint(Path(source) / "last.pt")
+    except DataError as err:
+        log.warning("trainer.extend_from: %s: %s: training from the first epoch", source, err)
+        return None
+    if not isinstance(ckpt.get("resume"), dict):
+        log.warning("trainer.extend_from: %s/last.pt holds no end state (a run of an earlier version): "
+                    "training from the first epoch", source)
+        return None
+    log.info("%s: extending a finished run of %d epochs to %d", source, ckpt["resume"]["epoch"], new_epochs)
     return {**ckpt["resume"], "model": ckpt["state_dict"]}

@@ -161,10 +161,11 @@ class AnyOf(Rule):
 
 
 # Config keys (each with the keys below it) that say where a run is written, how it is shown or
-# logged and on which device it runs, not what it computes: two runs that differ only there are the
-# same run, for the run-folder check (vgae_toolkit/run_folder.py) and the report's cells alike.
+# logged, on which device it runs and which finished run it goes on from (the same result by construction),
+# not what it computes: two runs that differ only there are the same run, for the run-folder check
+# (vgae_toolkit/run_folder.py) and the report's cells alike.
 RESULT_NEUTRAL_KEYS = ("paths", "hydra", "skip_finished", "trainer.progress", "trainer.resume", "trainer.device",
-                       "logger", "node_metrics")  # node_metrics adds numbers to metrics.json, changes none
+                       "trainer.extend_from", "logger", "node_metrics")  # node_metrics adds numbers to metrics.json, changes none
 
 
 def result_key(key: str, ignored: tuple[str, ...] = RESULT_NEUTRAL_KEYS) -> bool:
@@ -204,6 +205,7 @@ COMMON: dict[str, Rule] = {
     "trainer.progress": Bool(),
     "trainer.device": Text(),  # auto, cpu, cuda or cuda:N; resolve_device checks the form and the GPU
     "trainer.resume": Bool(),
+    "trainer.extend_from": Text(nullable=True),
     # logger=csv|tensorboard|mlflow (conf/logger/*); absent without a logger
     "logger.filename": Text(),
     "logger.subdir": Text(),

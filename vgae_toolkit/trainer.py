@@ -55,7 +55,9 @@ class FitResult:
     interrupted: bool = False  # stopped on request before the last epoch
     waited: int = 0  # evaluations since the best monitor value (trainer.patience)
     stopped_early: bool = False  # stopped by trainer.patience
-    resume: dict | None = None  # an interrupted fit's state to continue from (weights apart)
+    # The state to continue from (weights apart): an interrupted fit's, or a finished one's, which a run
+    # with more epochs extends (trainer.extend_from) to the weights it would have reached from the start
+    resume: dict | None = None
 
 
 def make_optimizer(cls: type[torch.optim.Optimizer], model: nn.Module, **kwargs) -> torch.optim.Optimizer:
@@ -151,6 +153,9 @@ class Trainer:
         bar = tqdm(range(result.epochs_done + 1, self.epochs + 1), disable=not show, desc="train", leave=False,
                    mininterval=0.5, initial=result.epochs_done, total=self.epochs)
         for epoch in bar:
+            if self.patience and result.waited >= self.patience:  # an extended fit that patience had stopped
+                result.stopped_early = True
+                break
             epoch_start = interrupt.batches_state(batches)  # an interrupted epoch is replayed from here
             if interrupt.stop_requested():
                 result.interrupted = True
@@ -211,6 +216,8 @@ class Trainer:
         if result.interrupted:
             result.resume = interrupt.training_state(opt, result, epoch_start)
             return result
+        # where the next epoch would start: a run with more epochs continues from here (trainer.extend_from)
+        result.resume = interrupt.training_state(opt, result, interrupt.batches_state(batches))
         result.last_state = copy.deepcopy(model.state_dict())
         if self.select == "best" and result.best_state is not None:
             model.load_state_dict(result.best_state)
