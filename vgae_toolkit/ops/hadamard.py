@@ -89,7 +89,10 @@ class _HadamardMLP(torch.autograd.Function):
             grad_w2[0].addmv_(r.t(), g)
             gh = torch.ops.aten.threshold_backward(torch.outer(g, w2_row), r, 0)  # [chunk, h]: w2, then the ReLU
             grad_b1.add_(gh.sum(0))
-            zi, zj = z.index_select(0, i), z.index_select(0, j)
+            n = g.size(0)
+            # z_j's rows, then z_i's, gathered where the gradients of the rows of i, then of j, go (one scatter)
+            both = z.new_empty(2 * n, z.size(1))
+            zj, zi = torch.index_select(z, 0, j, out=both[:n]), torch.index_select(z, 0, i, out=both[n:])
             x = zi * zj
             keep = None if mask is None else _multiplier(mask[c], x.dtype)
             if keep is not None:
@@ -99,9 +102,7 @@ class _HadamardMLP(torch.autograd.Function):
                 gx = torch.mm(gh, w1_scaled)  # [chunk, d]
                 if keep is not None:
                     gx.mul_(keep)
-                both = gx.new_empty(2 * gx.size(0), gx.size(1))  # the rows of i, then of j: one scatter
-                torch.mul(zj, gx, out=both[: gx.size(0)])
-                torch.mul(zi, gx, out=both[gx.size(0):])
+                both.view(2, n, -1).mul_(gx)  # in place: z_j * gx for the rows of i, z_i * gx for those of j
                 grad_z.index_add_(0, pairs[:, c].reshape(-1), both)
         return grad_z, None, grad_w1, grad_b1, grad_w2, grad_b2, None, None, None
 
@@ -177,8 +178,13 @@ class _CrossLayerMLP(torch.autograd.Function):
                 n = g.size(0)
                 gx = torch.mm(gh, w1).view(n, layers, layers, codes.size(2))  # [chunk, K, K, d]
                 both = codes.new_empty(2 * n, layers, codes.size(2))  # the rows of i, then of j: one scatter
-                torch.sum(gx * b.unsqueeze(1), 2, out=both[:n])  # sum over l of g_(k, l) * h_j^(l)
-                torch.sum(gx * a.unsqueeze(2), 1, out=both[n:])  # sum over k of g_(k, l) * h_i^(k)
+                gi, gj = both[:n], both[n:]
+                # K multiply-adds each (a reduction over a broadcast product costs twice as much)
+                torch.mul(gx[:, :, 0], b[:, None, 0], out=gi)  # sum over l of g_(k, l) * h_j^(l)
+                torch.mul(gx[:, 0], a[:, 0, None], out=gj)  # sum over k of g_(k, l) * h_i^(k)
+                for k in range(1, layers):
+                    gi.addcmul_(gx[:, :, k], b[:, None, k])
+                    gj.addcmul_(gx[:, k], a[:, k, None])
                 grad_codes.index_add_(0, pairs[:, c].reshape(-1), both)
         return grad_codes, None, grad_w1, grad_b1, grad_w2, grad_b2, None, None, None
 
