@@ -88,10 +88,10 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None, *, data=None, enc
     source = cfg.trainer.get("extend_from")
     extended = None  # a finished run continued to more epochs (trainer.extend_from): recorded in metrics.json
     if resume is None and source and ctx.is_main:
-        source = Path(source) if Path(source).is_absolute() else out / source  # relative: to this run's folder
+        source = (out / source).resolve()  # relative: to this run's folder (an absolute path stays itself)
         resume = extension_state(source, cfg)
         if resume is not None:
-            extended = {"extended_from": str(source.resolve()), "extended_after_epoch": int(resume["epoch"])}
+            extended = {"extended_from": str(source), "extended_after_epoch": int(resume["epoch"])}
     resume, extended = distributed.broadcast((resume, extended))
     identity = {"model": cfg.model.name, "dataset": cfg.dataset.name, "seed": int(cfg.seed)}
     start = time.perf_counter()
