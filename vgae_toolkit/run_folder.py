@@ -83,15 +83,22 @@ def interrupted_state(out: Path, cfg: DictConfig) -> dict | None:
     if config_diff(metrics.get("config"), OmegaConf.to_container(cfg, resolve=True)):
         log.warning("%s holds an interrupted run of another config: starting afresh", out)
         return None
+    state = saved_state(out)
+    if isinstance(state, str):  # e.g. abandoned in the middle of a step: the weights alone cannot continue
+        log.warning("%s: cannot resume (%s): starting afresh", out, state)
+        return None
+    log.info("%s: resuming an interrupted run after epoch %d", out, state["epoch"])
+    return state
+
+
+def saved_state(folder: Path) -> dict | str:
+    """The training state saved in ``folder/last.pt`` with the weights under ``"model"``, or why there is none."""
     try:
-        ckpt = load_checkpoint(Path(out) / "last.pt")
+        ckpt = load_checkpoint(Path(folder) / "last.pt")
     except DataError as err:
-        log.warning("%s: cannot resume (%s): starting afresh", out, err)
-        return None
-    if "resume" not in ckpt:  # abandoned in the middle of a step: the weights alone cannot continue
-        log.warning("%s: the interrupted run left no state to resume from: starting afresh", out)
-        return None
-    log.info("%s: resuming an interrupted run after epoch %d", out, ckpt["resume"]["epoch"])
+        return str(err)
+    if not isinstance(ckpt.get("resume"), dict):
+        return "its last.pt holds weights but no training state to continue from"
     return {**ckpt["resume"], "model": ckpt["state_dict"]}
 
 
@@ -131,14 +138,9 @@ def extension_state(source: Path, cfg: DictConfig) -> dict | None:
     if why is not None:
         log.warning("trainer.extend_from: %s cannot be extended (%s): training from the first epoch", source, why)
         return None
-    try:
-        ckpt = load_checkpoint(Path(source) / "last.pt")
-    except DataError as err:
-        log.warning("trainer.extend_from: %s: %s: training from the first epoch", source, err)
+    state = saved_state(source)
+    if isinstance(state, str):  # e.g. a run of an earlier version, which kept no end state
+        log.warning("trainer.extend_from: %s cannot be extended (%s): training from the first epoch", source, state)
         return None
-    if not isinstance(ckpt.get("resume"), dict):
-        log.warning("trainer.extend_from: %s/last.pt holds no end state (a run of an earlier version): "
-                    "training from the first epoch", source)
-        return None
-    log.info("%s: extending a finished run of %d epochs to %d", source, ckpt["resume"]["epoch"], new_epochs)
-    return {**ckpt["resume"], "model": ckpt["state_dict"]}
+    log.info("%s: extending a finished run of %d epochs to %d", source, state["epoch"], new_epochs)
+    return state
