@@ -89,3 +89,15 @@ def test_the_zoo_best_row_extends_the_maskgae_edge_run_beside_it():
     order = OmegaConf.load(CONF / "experiment" / "zoo.yaml").hydra.sweeper.params.zoo_row
     rows = order.split(",")
     assert rows.index("best") - rows.index("maskgae_edge") >= 3  # two long jobs between them
+
+
+def test_a_saved_state_without_an_epoch_count_is_not_trusted(tmp_path, caplog):
+    run(compose_cfg(*MASKGAE, "trainer.epochs=10", "trainer.patience=0"), tmp_path / "short")
+    ckpt = torch.load(tmp_path / "short" / "last.pt", weights_only=True)
+    ckpt["resume"]["epoch"] = "ten"  # a hand-edited or foreign file
+    torch.save(ckpt, tmp_path / "short" / "last.pt")
+    with caplog.at_level(logging.INFO, logger="vgae_toolkit.run_folder"):
+        got = run(compose_cfg(*MASKGAE, "trainer.epochs=20", "trainer.patience=0", "trainer.extend_from=../short"),
+                  tmp_path / "longer")
+    assert "extended_from" not in got and got["epochs_run"] == 20
+    assert "the training state in its last.pt has no epoch count" in caplog.text

@@ -49,9 +49,14 @@ def changed_keys(old, new) -> dict[str, tuple]:
     return {k: (old.get(k, _ABSENT), new.get(k, _ABSENT)) for k in keys if old.get(k, _ABSENT) != new.get(k, _ABSENT)}
 
 
+def shown(changes: dict[str, tuple]) -> list[str]:
+    """:func:`changed_keys`' result as ``"dotted.key: old -> new"`` lines."""
+    return [f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items()]
+
+
 def config_diff(old, new) -> list[str]:
     """The keys whose values change the result, as ``"dotted.key: old -> new"``, sorted (see :func:`changed_keys`)."""
-    return [f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed_keys(old, new).items()]
+    return shown(changed_keys(old, new))
 
 
 def folder_verdict(out: Path, cfg: DictConfig) -> tuple[str, object] | None:
@@ -99,6 +104,8 @@ def saved_state(folder: Path) -> dict | str:
         return str(err)
     if not isinstance(ckpt.get("resume"), dict):
         return "its last.pt holds weights but no training state to continue from"
+    if not isinstance(ckpt["resume"].get("epoch"), int):
+        return "the training state in its last.pt has no epoch count"
     return {**ckpt["resume"], "model": ckpt["state_dict"]}
 
 
@@ -121,7 +128,7 @@ def extension_state(source: Path, cfg: DictConfig) -> dict | None:
         log.info("trainer.extend_from: %s holds no finished run: training from the first epoch", source)
         return None
     changed = changed_keys(metrics.get("config"), OmegaConf.to_container(cfg, resolve=True))
-    other = [f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items() if k not in EXTENDABLE_KEYS]
+    other = shown({k: v for k, v in changed.items() if k not in EXTENDABLE_KEYS})
     if other:
         log.warning("trainer.extend_from: %s is a run of another config (%s): training from the first epoch",
                     source, "; ".join(other[:6]))
@@ -135,11 +142,8 @@ def extension_state(source: Path, cfg: DictConfig) -> dict | None:
     elif not stopped and old_epochs < new_epochs and old_epochs % every:
         why = (f"its last epoch ({old_epochs}) was evaluated only because it was last "
                f"(trainer.eval_every={every}), which a longer run does not do")
-    if why is not None:
-        log.warning("trainer.extend_from: %s cannot be extended (%s): training from the first epoch", source, why)
-        return None
-    state = saved_state(source)
-    if isinstance(state, str):  # e.g. a run of an earlier version, which kept no end state
+    state = saved_state(source) if why is None else why  # no state: e.g. a run of an earlier version
+    if isinstance(state, str):
         log.warning("trainer.extend_from: %s cannot be extended (%s): training from the first epoch", source, state)
         return None
     log.info("%s: extending a finished run of %d epochs to %d", source, state["epoch"], new_epochs)

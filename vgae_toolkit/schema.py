@@ -165,7 +165,8 @@ class AnyOf(Rule):
 # not what it computes: two runs that differ only there are the same run, for the run-folder check
 # (vgae_toolkit/run_folder.py) and the report's cells alike.
 RESULT_NEUTRAL_KEYS = ("paths", "hydra", "skip_finished", "trainer.progress", "trainer.resume", "trainer.device",
-                       "trainer.extend_from", "logger", "node_metrics")  # node_metrics adds numbers to metrics.json, changes none
+                       "trainer.extend_from", "logger",
+                       "node_metrics")  # node_metrics adds numbers to metrics.json, changes none
 
 
 def result_key(key: str, ignored: tuple[str, ...] = RESULT_NEUTRAL_KEYS) -> bool:
