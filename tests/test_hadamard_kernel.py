@@ -5,7 +5,8 @@ import torch.nn.functional as F
 
 from vgae_toolkit.models.decoders import HadamardMLPDecoder
 from vgae_toolkit.ops import hadamard
-from vgae_toolkit.ops.hadamard import cross_layer_mlp, hadamard_mlp, keep_mask
+from vgae_toolkit.ops.dropout import keep_mask
+from vgae_toolkit.ops.hadamard import cross_layer_mlp, hadamard_mlp
 
 
 def reference(z, pairs, w1, b1, w2, b2, mask=None, scale=1.0):
@@ -66,10 +67,25 @@ def test_keep_mask_keeps_the_asked_share():
         mask = keep_mask(1000, 128, keep)
         assert mask.dtype == torch.bool and mask.shape == (1000, 128)
         assert abs(mask.float().mean().item() - keep) < 0.005  # 128,000 draws: sd 0.0011
+        # every one of the four entries a 64-bit word gives: 32,000 draws each, sd 0.0022
+        lanes = mask.view(-1, 4).float().mean(0)
+        assert (lanes - keep).abs().max().item() < 0.01, lanes
     assert keep_mask(3, 5, 1.0).all() and not keep_mask(3, 5, 0.0).any()
     assert keep_mask(3, 1, 0.5).shape == (3, 1)  # an odd count: half of the last word is unused
     a, b = keep_mask(50, 8, 0.5), keep_mask(50, 8, 0.5)
     assert not torch.equal(a, b)  # fresh draws
+
+
+@pytest.mark.parametrize("keep", [0.8, 0.3, 1 / 3])
+def test_keep_mask_is_the_comparison_of_its_draws(keep):
+    # the mask is computed with integer arithmetic: exactly "16-bit lane below the threshold"
+    torch.manual_seed(1)
+    mask = keep_mask(37, 12, keep)
+    torch.manual_seed(1)
+    words = torch.empty((37 * 12 + 3) // 4, dtype=torch.int64).random_().bitwise_left_shift_(1)
+    expected = words.view(torch.int16)[: 37 * 12].view(37, 12) < round(keep * 65536) - 32768
+    assert torch.equal(mask, expected)
+    assert set(mask.view(torch.uint8).unique().tolist()) <= {0, 1}  # valid bools
 
 
 def test_decoder_uses_the_kernel_and_agrees_with_its_layers():
@@ -89,7 +105,7 @@ def test_decoder_uses_the_kernel_and_agrees_with_its_layers():
 
 
 def test_mask_dropout_is_dropout():
-    from vgae_toolkit.ops.hadamard import MaskDropout
+    from vgae_toolkit.ops.dropout import MaskDropout
     torch.manual_seed(0)
     x = torch.randn(400, 64, requires_grad=True)
     drop = MaskDropout(0.25)

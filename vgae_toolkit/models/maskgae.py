@@ -19,7 +19,7 @@ from vgae_toolkit.models.decoders import HadamardMLPDecoder
 from vgae_toolkit.models.encoders import ACTIVATIONS
 from vgae_toolkit.models.gcn import GCNLayer
 from vgae_toolkit.models.latent import Posterior
-from vgae_toolkit.ops.hadamard import MaskDropout
+from vgae_toolkit.ops.dropout import MaskDropout
 from vgae_toolkit.ops.masking import MASKS, SparseDropoutPlan, dropout_matmul, edge_csr
 from vgae_toolkit.ops.sparse import SparseMatrix
 

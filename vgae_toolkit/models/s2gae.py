@@ -20,7 +20,8 @@ from vgae_toolkit.errors import ConfigError
 from vgae_toolkit.models.gcn import GCNLayer
 from vgae_toolkit.models.latent import Posterior
 from vgae_toolkit.models.maskgae import check_masking_batch, masked_edge_bce, visible_adjacency
-from vgae_toolkit.ops.hadamard import MaskDropout, cross_layer_mlp
+from vgae_toolkit.ops.dropout import MaskDropout
+from vgae_toolkit.ops.hadamard import cross_layer_mlp
 from vgae_toolkit.ops.sparse import SparseMatrix
 
 

@@ -7,9 +7,8 @@ through memory a dozen times. Here the pairs go through in chunks small enough t
 forward pass keeps only the hidden activations ``[P, h]`` and the dropout mask (one byte per
 entry), and the backward pass gathers the rows again.
 
-The dropout mask keeps each entry with probability ``1 - p`` from 16 random bits per entry (drawn as
-64-bit words, four entries per word), many times cheaper than ``bernoulli_`` on the CPU; the kept
-probability differs from ``1 - p`` by at most 2^-17. Tested against autograd through the layers.
+The dropout mask comes from :func:`vgae_toolkit.ops.dropout.keep_mask`. Tested against autograd through
+the layers.
 
 S2GAE's cross-layer decoder (:func:`cross_layer_mlp`) goes through the same way: the K^2 products of a
 chunk's layer codes are formed in cache, and only the hidden activations are kept for the backward pass.
@@ -17,27 +16,11 @@ chunk's layer codes are formed in cache, and only the hidden activations are kep
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+
+from vgae_toolkit.ops.dropout import keep_mask, multiplier
 
 CHUNK = 2048  # pairs per chunk and thread on the CPU: a [chunk, 128] float block is 1 MB
-
-
-def keep_mask(rows: int, cols: int, keep: float, device: torch.device | str = "cpu",
-              out: Tensor | None = None) -> Tensor:
-    """A ``[rows, cols]`` bool tensor (or ``out``), each entry true (kept) with probability ``keep``
-    (to within 2^-17)."""
-    count = rows * cols
-    out = torch.empty(rows, cols, dtype=torch.bool, device=device) if out is None else out
-    threshold = round(keep * (1 << 16)) - (1 << 15)  # int16 draws below it: probability keep
-    if threshold >= 1 << 15:  # keep = 1 (the threshold is past every int16)
-        return out.fill_(True)
-    words = torch.randint(-(1 << 63), (1 << 63) - 1, ((count + 3) // 4,), dtype=torch.int64, device=device)
-    return torch.lt(words.view(torch.int16)[:count].view(rows, cols), threshold, out=out)
-
-
-def _multiplier(mask: Tensor, dtype: torch.dtype) -> Tensor:
-    # bool -> float through uint8 (the same bytes): several times faster than multiplying by the bool
-    return mask.view(torch.uint8).to(dtype)
 
 
 def _spans(size: int, device: torch.device, width: int = 128) -> list[slice]:
@@ -47,6 +30,10 @@ def _spans(size: int, device: torch.device, width: int = 128) -> list[slice]:
         return [slice(0, size)] if size else []
     step = max(1, CHUNK * torch.get_num_threads() * 128 // max(width, 128))
     return [slice(a, a + step) for a in range(0, size, step)]
+
+
+def _longest(spans: list[slice]) -> int:
+    return spans[0].stop - spans[0].start if spans else 0
 
 
 class _HadamardMLP(torch.autograd.Function):
@@ -61,13 +48,19 @@ class _HadamardMLP(torch.autograd.Function):
         out = z.new_empty(num)
         hidden = z.new_empty(num, w1.size(0)) if record else None  # kept for the backward pass
         w1_t, w2_row = w1.t(), w2[0]
-        for c in _spans(num, z.device):
+        spans = _spans(num, z.device)
+        # the chunks' workspace, allocated once: the rows of i (then their product with those of j), the
+        # rows of j, the dropout's 0/1 factors
+        work = z.new_empty(3 if keep is not None else 2, _longest(spans), z.size(1))
+        for c in spans:
             i, j = pairs[0, c], pairs[1, c]
-            x = z.index_select(0, i).mul_(z.index_select(0, j))  # [chunk, d]
+            n = i.size(0)
+            x, y, factor = work[0, :n], work[1, :n], work[-1, :n]
+            torch.index_select(z, 0, i, out=x).mul_(torch.index_select(z, 0, j, out=y))
             if keep is not None:
                 if draw:
-                    keep_mask(x.size(0), x.size(1), keep, out=mask[c])
-                x.mul_(_multiplier(mask[c], x.dtype))
+                    keep_mask(n, x.size(1), keep, out=mask[c])
+                x.mul_(multiplier(mask[c], x.dtype, out=factor))
             h = torch.addmm(b1, x, w1_t, alpha=scale, out=None if hidden is None else hidden[c])  # [chunk, h]
             h.clamp_min_(0)  # the ReLU
             torch.addmv(b2, h, w2_row, out=out[c])
@@ -83,18 +76,22 @@ class _HadamardMLP(torch.autograd.Function):
         grad_w1, grad_b1 = torch.zeros_like(w1), w1.new_zeros(w1.size(0))
         grad_w2, grad_b2 = torch.zeros_like(w2), grad.sum().reshape(1)
         w2_row, w1_scaled = w2[0], w1 * scale
-        for c in _spans(pairs.size(1), z.device):
+        spans = _spans(pairs.size(1), z.device)
+        # the chunks' workspace, allocated once: the rows of j, then of i, gathered where the gradients of
+        # the rows of i, then of j, go (one scatter); their product; the dropout's 0/1 factors
+        longest = _longest(spans)
+        gathered, work = z.new_empty(2 * longest, z.size(1)), z.new_empty(2, longest, z.size(1))
+        for c in spans:
             i, j, g = pairs[0, c], pairs[1, c], grad[c]
+            n = g.size(0)
             r = hidden[c]  # relu(W1 x + b1)
             grad_w2[0].addmv_(r.t(), g)
             gh = torch.ops.aten.threshold_backward(torch.outer(g, w2_row), r, 0)  # [chunk, h]: w2, then the ReLU
             grad_b1.add_(gh.sum(0))
-            n = g.size(0)
-            # z_j's rows, then z_i's, gathered where the gradients of the rows of i, then of j, go (one scatter)
-            both = z.new_empty(2 * n, z.size(1))
+            both = gathered[: 2 * n]
             zj, zi = torch.index_select(z, 0, j, out=both[:n]), torch.index_select(z, 0, i, out=both[n:])
-            x = zi * zj
-            keep = None if mask is None else _multiplier(mask[c], x.dtype)
+            x = torch.mul(zi, zj, out=work[0, :n])
+            keep = None if mask is None else multiplier(mask[c], x.dtype, out=work[1, :n])
             if keep is not None:
                 x.mul_(keep)
             grad_w1.addmm_(gh.t(), x, alpha=scale)
@@ -151,7 +148,7 @@ class _CrossLayerMLP(torch.autograd.Function):
             h = torch.addmm(b1, x, w1_t, out=None if hidden is None else hidden[c]).clamp_min_(0)
             if keep is not None:
                 m = keep_mask(h.size(0), h.size(1), keep, h.device) if mask is None else mask[c]
-                h.mul_(_multiplier(m, h.dtype))
+                h.mul_(multiplier(m, h.dtype))
             torch.addmv(b2, h, w2_row, alpha=scale, out=out[c])  # the dropout's scale
         ctx.save_for_backward(codes, pairs, w1, w2, hidden)
         ctx.layers, ctx.scale = layers, scale
@@ -187,18 +184,6 @@ class _CrossLayerMLP(torch.autograd.Function):
                     gj.addcmul_(gx[:, k], a[:, k, None])
                 grad_codes.index_add_(0, pairs[:, c].reshape(-1), both)
         return grad_codes, None, grad_w1, grad_b1, grad_w2, grad_b2, None, None, None
-
-
-class MaskDropout(nn.Dropout):
-    """``nn.Dropout`` with its mask from :func:`keep_mask`: the same distribution (to within 2^-17) at a
-    fraction of ``bernoulli_``'s cost on the CPU; no parameters, so state dicts are unchanged."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0:
-            return x
-        keep = keep_mask(x.numel() // max(x.size(-1), 1), x.size(-1), 1.0 - self.p, x.device).view(x.shape)
-        multiplier = _multiplier(keep, x.dtype)
-        return x * (multiplier.mul_(1.0 / (1.0 - self.p)) if self.p < 1 else multiplier)
 
 
 def cross_layer_mlp(codes: Tensor, pairs: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor,
