@@ -7,6 +7,7 @@ from vgae_toolkit.errors import ConfigError
 from vgae_toolkit.models.graph import GraphAutoEncoder, GraphBatch
 from vgae_toolkit.ops.dense import softplus_gram_sum
 from vgae_toolkit.ops.pairs import PairPlan, inner_product
+from vgae_toolkit.ops import sparse as sparse_ops
 from vgae_toolkit.ops.sparse import SparseMatrix, csr_matmul, maybe_sparse
 from vgae_toolkit.tasks.link import LinkPredictionTask, normalized_adjacency
 from vgae_toolkit.trainer import Trainer
@@ -170,6 +171,29 @@ def test_sparse_matrix_matches_dense_products():
     (want,) = torch.autograd.grad((m @ d).pow(2).sum(), d)
     assert torch.allclose(grad, want, atol=1e-5)
     assert isinstance(maybe_sparse(m), SparseMatrix) is bool((m != 0).float().mean() <= 0.25)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_the_transposed_product_over_blocks_of_rows_equals_the_dense_one(monkeypatch, binary):
+    # a tall, narrow A (n >> m) and a D too big for a block: A^T @ D sums blocks of D's rows
+    torch.manual_seed(3)
+    n, m, d = 300, 7, 4
+    keep = torch.rand(n, m) < 0.3
+    a = keep.float() if binary else keep * torch.rand(n, m)
+    matrix = SparseMatrix.from_dense(a)
+    dense = torch.randn(n, d)
+    monkeypatch.setattr(sparse_ops, "BLOCK_BYTES", 16 * d * 4)  # 16 rows per block: 19 blocks
+    assert sparse_ops.block_rows(n, m, dense) == 16
+    assert sparse_ops.block_rows(n, n, dense) == n  # partial sums bigger than D: the plain transpose
+    out = matrix.t_matmul(dense)
+    torch.testing.assert_close(out, a.t() @ dense)
+    assert list(matrix.plans) == [16] and matrix.plans[16].blocks == 19
+    x = torch.randn(m, d, requires_grad=True)  # the gradient of A @ X goes through the same product
+    (grad,) = torch.autograd.grad((matrix @ x).mul(dense).sum(), x)
+    torch.testing.assert_close(grad, a.t() @ dense)
+    monkeypatch.setattr(sparse_ops, "BLOCK_BYTES", 1 << 30)  # D fits: the cached transpose
+    torch.testing.assert_close(matrix.t_matmul(dense), a.t() @ dense)
+    assert list(matrix.plans) == [16]
 
 
 def test_a_zero_one_sparse_matrix_multiplies_without_weights_and_gives_the_same_products():

@@ -9,6 +9,7 @@ from helpers import compose_cfg, sbm_task
 from vgae_toolkit.builders import build_model
 from vgae_toolkit.errors import ConfigError
 from vgae_toolkit.models.maskgae import MaskGAE
+from vgae_toolkit.ops.dropout import keep_mask
 from vgae_toolkit.ops.masking import SparseDropoutPlan, dropout_matmul, mask_edges, mask_paths
 from vgae_toolkit.ops.sparse import SparseMatrix
 from vgae_toolkit.run import run
@@ -74,16 +75,23 @@ def test_feature_dropout_product_is_dropout_then_product(kind):
     assert weight.grad is not None and weight.grad.abs().sum() > 0
 
 
-def test_sparse_feature_dropout_drops_entries_of_x():
+@pytest.mark.parametrize("block_rows", [None, 16])
+def test_sparse_feature_dropout_drops_entries_of_x(monkeypatch, block_rows):
+    from vgae_toolkit.ops import sparse as sparse_ops
+
+    if block_rows:  # the gradient sums blocks of 16 rows (13 blocks), as for PubMed's features
+        monkeypatch.setattr(sparse_ops, "BLOCK_BYTES", block_rows * 4 * 4)
     torch.manual_seed(0)
-    x = (torch.rand(30, 20) < 0.2).float()
-    weight = torch.randn(20, 4, requires_grad=True)
+    x = (torch.rand(200, 6) < 0.2).float()
+    weight = torch.randn(6, 4, requires_grad=True)
     torch.manual_seed(5)
-    out = dropout_matmul(SparseMatrix.from_dense(x), weight, 0.3, training=True)
-    grad = torch.randn(30, 4)
+    features = SparseMatrix.from_dense(x)
+    out = dropout_matmul(features, weight, 0.3, training=True, plan=(plan := SparseDropoutPlan(features)))
+    grad = torch.randn(200, 4)
     out.backward(grad)
+    assert [t.blocks for t in plan._transposed.values()] == [13 if block_rows else 1]
     torch.manual_seed(5)  # the same draws, one per stored non-zero in row order
-    keep = torch.rand(int(x.count_nonzero())) >= 0.3
+    keep = keep_mask(1, int(x.count_nonzero()), 0.7).view(-1)
     dropped = torch.zeros_like(x)
     rows, cols = x.nonzero(as_tuple=True)
     dropped[rows[keep], cols[keep]] = x[rows[keep], cols[keep]] / 0.7

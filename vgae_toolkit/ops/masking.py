@@ -13,6 +13,9 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import to_undirected
 
+from vgae_toolkit.ops.dropout import keep_mask
+from vgae_toolkit.ops.sparse import TransposePlan, block_rows
+
 
 def mask_edges(edge_index: Tensor, p: float, num_nodes: int) -> tuple[Tensor, Tensor]:
     """Masks each directed edge independently with probability ``p``: ``(visible, masked)``."""
@@ -67,20 +70,24 @@ MASKS = {"edge": mask_edges, "path": mask_paths}
 
 class SparseDropoutPlan:
     """Index arrays of a constant sparse X ``[n, m]`` (a :class:`~vgae_toolkit.ops.sparse.SparseMatrix`) for
-    ``dropout(X) @ W``: its non-zeros in row order and, for the backward pass, in column order."""
+    ``dropout(X) @ W``: its non-zeros in row order and, for the backward pass, ordered for ``X^T @ G``
+    (:class:`~vgae_toolkit.ops.sparse.TransposePlan`, by the width of G)."""
 
     def __init__(self, x) -> None:
         self.crow, self.col, self.values = x.csr.crow_indices(), x.csr.col_indices(), x.csr.values()
         self.shape = tuple(x.csr.shape)
-        row = torch.repeat_interleave(torch.arange(self.shape[0], device=self.crow.device), self.crow.diff())
-        self.order_t = torch.argsort(self.col * self.shape[0] + row)  # the entries of X^T in row order
-        self.row_t, self.values_t = row[self.order_t], self.values[self.order_t]
-        self.crow_t = torch.zeros(self.shape[1] + 1, dtype=torch.long, device=row.device)
-        self.crow_t[1:] = torch.bincount(self.col, minlength=self.shape[1]).cumsum(0)
+        self._transposed: dict[int, TransposePlan] = {}
+
+    def transposed(self, grad: Tensor) -> TransposePlan:
+        """The entries ordered for ``X^T @ grad`` (cached per block size)."""
+        rows = block_rows(self.shape[0], self.shape[1], grad)
+        if rows not in self._transposed:
+            self._transposed[rows] = TransposePlan(self.crow, self.col, self.values, self.shape[1], rows)
+        return self._transposed[rows]
 
     def matmul(self, weight: Tensor, p: float) -> Tensor:
         """``dropout(X, p) @ W``: each stored entry kept with probability ``1 - p`` and scaled by ``1 / (1 - p)``."""
-        keep = torch.rand(self.values.numel(), device=self.values.device) >= p
+        keep = keep_mask(1, self.values.numel(), 1.0 - p, self.values.device).view(-1)
         return _DroppedProduct.apply(weight, self, keep, 1.0 / (1.0 - p))
 
 
@@ -104,13 +111,13 @@ class _DroppedProduct(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        plan = ctx.plan
-        index, offsets = _kept(ctx.keep.index_select(0, plan.order_t), plan.crow_t)
-        values = (plan.values_t.index_select(0, index) * ctx.scale).to(grad.dtype)
-        grad_weight = torch.nn.functional.embedding_bag(plan.row_t.index_select(0, index), grad.contiguous(), offsets,
-                                                        mode="sum", per_sample_weights=values,
-                                                        include_last_offset=True)
-        return grad_weight, None, None, None
+        grad = grad.contiguous()
+        t = ctx.plan.transposed(grad)
+        index, offsets = _kept(ctx.keep.index_select(0, t.order), t.offsets)
+        values = (t.values.index_select(0, index) * ctx.scale).to(grad.dtype)
+        grad_weight = torch.nn.functional.embedding_bag(t.row.index_select(0, index), grad, offsets, mode="sum",
+                                                        per_sample_weights=values, include_last_offset=True)
+        return t.sum_blocks(grad_weight), None, None, None
 
 
 def dropout_matmul(x, weight: Tensor, p: float, training: bool, plan: SparseDropoutPlan | None = None) -> Tensor:
