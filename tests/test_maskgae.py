@@ -75,8 +75,9 @@ def test_feature_dropout_product_is_dropout_then_product(kind):
     assert weight.grad is not None and weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("p", [0.3, 0.8])  # most entries kept (bags over all, dropped ones weighted 0) or few
 @pytest.mark.parametrize("block_rows", [None, 16])
-def test_sparse_feature_dropout_drops_entries_of_x(monkeypatch, block_rows):
+def test_sparse_feature_dropout_drops_entries_of_x(monkeypatch, block_rows, p):
     from vgae_toolkit.ops import sparse as sparse_ops
 
     if block_rows:  # the gradient sums blocks of 16 rows (13 blocks), as for PubMed's features
@@ -86,15 +87,15 @@ def test_sparse_feature_dropout_drops_entries_of_x(monkeypatch, block_rows):
     weight = torch.randn(6, 4, requires_grad=True)
     torch.manual_seed(5)
     features = SparseMatrix.from_dense(x)
-    out = dropout_matmul(features, weight, 0.3, training=True, plan=(plan := SparseDropoutPlan(features)))
+    out = dropout_matmul(features, weight, p, training=True, plan=(plan := SparseDropoutPlan(features)))
     grad = torch.randn(200, 4)
     out.backward(grad)
     assert [t.blocks for t in plan._transposed.values()] == [13 if block_rows else 1]
     torch.manual_seed(5)  # the same draws, one per stored non-zero in row order
-    keep = keep_mask(1, int(x.count_nonzero()), 0.7).view(-1)
+    keep = keep_mask(1, int(x.count_nonzero()), 1 - p).view(-1)
     dropped = torch.zeros_like(x)
     rows, cols = x.nonzero(as_tuple=True)
-    dropped[rows[keep], cols[keep]] = x[rows[keep], cols[keep]] / 0.7
+    dropped[rows[keep], cols[keep]] = x[rows[keep], cols[keep]] / (1 - p)
     torch.testing.assert_close(out, dropped @ weight)
     torch.testing.assert_close(weight.grad, dropped.t() @ grad)  # the transposed bag product
 
