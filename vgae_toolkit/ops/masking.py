@@ -112,7 +112,8 @@ class _DroppedProduct(torch.autograd.Function):
             values, col, offsets = (plan.values * keep).mul_(scale).to(weight.dtype), plan.col, plan.crow
         else:
             index, offsets = _kept(keep, plan.crow)
-            values, col = (plan.values.index_select(0, index) * scale).to(weight.dtype), plan.col.index_select(0, index)
+            values = (plan.values.index_select(0, index) * scale).to(weight.dtype)
+            col = plan.col.index_select(0, index)
         return torch.nn.functional.embedding_bag(col, weight.detach(), offsets, mode="sum",
                                                  per_sample_weights=values, include_last_offset=True)
 
@@ -121,7 +122,8 @@ class _DroppedProduct(torch.autograd.Function):
         grad = grad.contiguous()
         t, keep = ctx.plan.transposed(grad), ctx.keep
         if ctx.scale < 2:
-            values, row, offsets = (t.values * keep.index_select(0, t.order)).mul_(ctx.scale).to(grad.dtype), t.row, t.offsets
+            values = (t.values * keep.index_select(0, t.order)).mul_(ctx.scale).to(grad.dtype)
+            row, offsets = t.row, t.offsets
         else:
             index, offsets = _kept(keep.index_select(0, t.order), t.offsets)
             values, row = (t.values.index_select(0, index) * ctx.scale).to(grad.dtype), t.row.index_select(0, index)
