@@ -142,13 +142,18 @@ class _CrossLayerMLP(torch.autograd.Function):
         out = codes.new_empty(num)
         hidden = codes.new_empty(num, w1.size(0)) if record else None
         w1_t, w2_row = w1.t(), w2[0]
-        for c in _spans(num, codes.device, w1.size(1)):
+        spans = _spans(num, codes.device, w1.size(1))
+        if keep is not None:  # the dropout's workspace, allocated once: a drawn chunk's mask, its 0/1 factors
+            drawn = torch.empty(_longest(spans), w1.size(0), dtype=torch.bool, device=codes.device)
+            factor = codes.new_empty(_longest(spans), w1.size(0))
+        for c in spans:
             a, b = codes.index_select(0, pairs[0, c]), codes.index_select(0, pairs[1, c])  # [chunk, K, d]
             x = (a.unsqueeze(2) * b.unsqueeze(1)).flatten(1)  # [chunk, K * K * d], k-major
             h = torch.addmm(b1, x, w1_t, out=None if hidden is None else hidden[c]).clamp_min_(0)
             if keep is not None:
-                m = keep_mask(h.size(0), h.size(1), keep, h.device) if mask is None else mask[c]
-                h.mul_(multiplier(m, h.dtype))
+                n = h.size(0)
+                m = keep_mask(n, h.size(1), keep, out=drawn[:n]) if mask is None else mask[c]
+                h.mul_(multiplier(m, h.dtype, out=factor[:n]))
             torch.addmv(b2, h, w2_row, alpha=scale, out=out[c])  # the dropout's scale
         ctx.save_for_backward(codes, pairs, w1, w2, hidden)
         ctx.layers, ctx.scale = layers, scale
